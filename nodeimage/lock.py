@@ -1,0 +1,341 @@
+"""The lock file: every downloaded input of a build, pinned by URL and digest.
+
+``artifacts.lock.yaml`` is parsed into frozen dataclasses and validated
+strictly, so a typo is one error naming the file, the artifact, the key and
+the value before anything is downloaded. :func:`save_lock` writes it back
+atomically in the same layout (header comment, key order, quoting), so a
+recorded digest shows up as a one-line diff that is easy to review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from nodeimage.fsutil import atomic_write
+from nodeimage.log import die
+
+LOCK_VERSION = 1
+DEFAULT_LOCK = Path(__file__).resolve().parent.parent / "artifacts.lock.yaml"
+
+CHECKSUM_SOURCES = ("upstream", "third-party", "trust-on-first-use")
+TOFU = "trust-on-first-use"
+# hashlib name -> hex length; the lock accepts exactly these.
+ALGORITHMS = {"sha256": 64, "sha512": 128}
+CHECKSUM_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+ARCH_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+
+ARTIFACT_KEYS = ("version", "description", "arches")
+ENTRY_KEYS = ("url", "checksum", "checksum_source", "checksum_url", "checksum_note", "size")
+
+DEFAULT_HEADER = """\
+# Every downloaded input of a nodeimage build, pinned.
+#
+# artifacts.<name>.arches.<arch> (arch "all" = the same file for every arch):
+#   url              https:// only; a mirror serves it at <mirror>/<host>/<path>
+#   checksum         sha256:<64 hex> or sha512:<128 hex>; null = not recorded yet
+#   checksum_source  where that digest comes from:
+#     upstream           published by the project that ships the artifact
+#     third-party        published by another project (e.g. kubespray), not upstream
+#     trust-on-first-use no published digest is known: `invoke lock` (or the
+#                        first `invoke fetch`) downloads the file once and records
+#                        its digest and size here; review that commit.
+#   checksum_url     optional: a published digest list (SHA256SUMS style) that
+#                    `invoke lock` reads the digest from
+#   checksum_note    free text: where the digest was published
+#   size             bytes; null = not recorded yet (`invoke lock` fills it in)
+# A build refuses to install anything whose digest it cannot compare.
+"""
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One downloadable file: an artifact at one version for one arch."""
+
+    name: str
+    version: str
+    arch: str
+    url: str
+    checksum: str | None  # "sha256:<hex>" or "sha512:<hex>"; None until recorded
+    checksum_source: str
+    checksum_note: str | None = None
+    checksum_url: str | None = None
+    size: int | None = None
+    description: str | None = None
+
+    @property
+    def filename(self) -> str:
+        """The basename of the URL path: the name upstream gives the file."""
+        return PurePosixPath(unquote(urlsplit(self.url).path)).name
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.checksum.split(":", 1)[0] if self.checksum else None
+
+    @property
+    def digest(self) -> str | None:
+        return self.checksum.split(":", 1)[1] if self.checksum else None
+
+    @property
+    def label(self) -> str:
+        """How messages name the entry: name, version and (unless 'all') arch."""
+        arch = "" if self.arch == "all" else f" ({self.arch})"
+        return f"{self.name} {self.version}{arch}"
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A parsed lock file; ``entries`` keep the file's order."""
+
+    path: Path
+    entries: tuple[LockEntry, ...]
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(e.name for e in self.entries))
+
+    def arches(self, name: str) -> list[str]:
+        return [e.arch for e in self.entries if e.name == name]
+
+    def entry(self, name: str, arch: str) -> LockEntry:
+        """The entry for ``name`` on ``arch``, falling back to the arch-independent ``all``."""
+        by_arch = {e.arch: e for e in self.entries if e.name == name}
+        if not by_arch:
+            die(
+                f"{self.path}: no artifact named {name!r}",
+                hint=f"the lock has: {', '.join(self.names())}",
+            )
+        found = by_arch.get(arch) or by_arch.get("all")
+        if found is None:
+            die(
+                f"{self.path}: artifact {name!r} has no entry for arch {arch!r}",
+                hint=f"it has: {', '.join(by_arch)}; add an arches.{arch} entry (url, checksum) for it",
+            )
+        return found
+
+    def select(self, wanted: Mapping[str, str | None], arch: str) -> list[LockEntry]:
+        """Entries for the names in ``wanted`` on ``arch``, each checked against its expected version.
+
+        A value of None means any version (e.g. a base image that a profile
+        names without pinning a version itself).
+        """
+        chosen = []
+        for name, version in wanted.items():
+            e = self.entry(name, arch)
+            if version is not None and e.version != version:
+                die(
+                    f"{self.path}: {name} is locked at version {e.version!r} but {version!r} is expected",
+                    hint="make the profile's components and the lock agree (then run `invoke lock`)",
+                )
+            chosen.append(e)
+        return chosen
+
+    def replace_entry(self, new: LockEntry) -> Lock:
+        """A copy with the entry of the same name and arch replaced by ``new``."""
+        keys = [(e.name, e.arch) for e in self.entries]
+        if (new.name, new.arch) not in keys:
+            die(f"{self.path}: no entry {new.name} ({new.arch}) to update")
+        same = (new.name, new.arch)
+        return replace(self, entries=tuple(new if (e.name, e.arch) == same else e for e in self.entries))
+
+
+class _Checker:
+    """Validation of one lock file: every error names the file, the place, the key and the value."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, key: str, value: Any, expected: str) -> None:
+        place = f"{where}: " if where else ""
+        die(f"{self.path}: {place}invalid {key}: {value!r}", hint=f"expected {expected}")
+
+    def mapping(self, where: str, key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(where, key, value, "a mapping")
+        return value
+
+    def keys(self, where: str, data: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+        for k in data:
+            if k not in allowed:
+                die(f"{self.path}: {where}: unknown key {k!r}", hint=f"allowed keys here: {', '.join(allowed)}")
+        for k in required:
+            if k not in data:
+                die(f"{self.path}: {where}: missing required key {k!r}")
+
+    def url(self, where: str, key: str, value: Any) -> str:
+        # https only: a lock is a trust record, and trust-on-first-use digests
+        # or a SHA256SUMS read over plain http could be forged in transit.
+        # Mirrors may still be http(s) or a directory (see nodeimage.fetch).
+        if not isinstance(value, str):
+            self.fail(where, key, value, "an https:// URL")
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            self.fail(where, key, value, "an https:// URL (plain http and other schemes are refused)")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            self.fail(where, key, value, "an https:// URL without query, fragment or credentials")
+        segments = unquote(parts.path).split("/")
+        if ".." in segments or "." in segments or not segments[-1]:
+            self.fail(where, key, value, "an https:// URL whose path names a file (no '.' or '..' segments)")
+        return value
+
+    def entry(self, name: str, version: str, description: str | None, arch: Any, data: Any) -> LockEntry:
+        where = f"artifacts.{name}.arches.{arch}"
+        if not isinstance(arch, str) or not ARCH_RE.match(arch):
+            self.fail(f"artifacts.{name}.arches", "arch", arch, "an arch name such as amd64, arm64 or all")
+        data = self.mapping(where, "entry", data)
+        self.keys(where, data, ENTRY_KEYS, ("url", "checksum", "checksum_source"))
+        url = self.url(where, "url", data["url"])
+        source = data["checksum_source"]
+        if source not in CHECKSUM_SOURCES:
+            self.fail(where, "checksum_source", source, "one of " + ", ".join(CHECKSUM_SOURCES))
+        checksum = data["checksum"]
+        if checksum is not None and (not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum)):
+            self.fail(where, "checksum", checksum, "sha256:<64 lower-case hex> or sha512:<128 lower-case hex>, or null")
+        checksum_url = data.get("checksum_url")
+        if checksum_url is not None:
+            self.url(where, "checksum_url", checksum_url)
+        if checksum is None and source != TOFU and checksum_url is None:
+            die(
+                f"{self.path}: {where}: checksum is null but checksum_source is {source!r}",
+                hint="write down the published digest, give a checksum_url to read it from, "
+                f"or say checksum_source: {TOFU}",
+            )
+        size = data.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            self.fail(where, "size", size, "a byte count (an integer >= 0) or null")
+        note = data.get("checksum_note")
+        if note is not None and not isinstance(note, str):
+            self.fail(where, "checksum_note", note, "a string")
+        return LockEntry(
+            name=name,
+            version=version,
+            arch=arch,
+            url=url,
+            checksum=checksum,
+            checksum_source=source,
+            checksum_note=note,
+            checksum_url=checksum_url,
+            size=size,
+            description=description,
+        )
+
+    def artifact(self, name: Any, data: Any) -> list[LockEntry]:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.fail("artifacts", "artifact name", name, "lower-case letters, digits, '.', '_' and '-'")
+        where = f"artifacts.{name}"
+        data = self.mapping("artifacts", name, data)
+        self.keys(where, data, ARTIFACT_KEYS, ("version", "arches"))
+        version = data["version"]
+        if not isinstance(version, str) or not version.strip():
+            self.fail(where, "version", version, 'a string (quote numbers: version: "20.04")')
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            self.fail(where, "description", description, "a string")
+        arches = self.mapping(where, "arches", data["arches"])
+        if not arches:
+            self.fail(where, "arches", arches, "at least one arch entry")
+        if "all" in arches and len(arches) > 1:
+            self.fail(where, "arches", list(arches), "either 'all' alone or per-arch entries, not both")
+        return [self.entry(name, version, description, arch, entry) for arch, entry in arches.items()]
+
+    def lock(self, data: Any) -> Lock:
+        data = self.mapping("", "top level", data)
+        self.keys("top level", data, ("lock_version", "artifacts"), ("lock_version", "artifacts"))
+        if data["lock_version"] != LOCK_VERSION:
+            expected = f"{LOCK_VERSION} (the only version this nodeimage reads)"
+            self.fail("", "lock_version", data["lock_version"], expected)
+        artifacts = self.mapping("", "artifacts", data["artifacts"])
+        entries = [e for name, art in artifacts.items() for e in self.artifact(name, art)]
+        return Lock(path=self.path, entries=tuple(entries))
+
+
+def load_lock(path: Path = DEFAULT_LOCK) -> Lock:
+    """Read and validate a lock file; any problem is one error naming file, key and value."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        die(f"lock file not found: {path}", hint="give the right path with --lock-file")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        die(f"{path}: not valid YAML: {exc}")
+    return _Checker(path).lock(data)
+
+
+def read_header(path: Path) -> str:
+    """The comment block at the top of a lock file (kept as is by :func:`save_lock`)."""
+    try:
+        lines = Path(path).read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return DEFAULT_HEADER
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    return "".join(header) or DEFAULT_HEADER
+
+
+class _Dumper(yaml.SafeDumper):
+    """Dumps like the hand-written lock: block style, strings that look like numbers in double quotes."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    tag = "tag:yaml.org,2002:str"
+    style = None
+    if dumper.resolve(yaml.ScalarNode, value, (True, False)) != tag:
+        style = '"'
+    return dumper.represent_scalar(tag, value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _entry_data(e: LockEntry) -> dict[str, Any]:
+    data: dict[str, Any] = {"url": e.url, "checksum": e.checksum, "checksum_source": e.checksum_source}
+    if e.checksum_url is not None:
+        data["checksum_url"] = e.checksum_url
+    if e.checksum_note is not None:
+        data["checksum_note"] = e.checksum_note
+    data["size"] = e.size
+    return data
+
+
+def dump_lock(lock: Lock, header: str = DEFAULT_HEADER) -> str:
+    """The text of a lock file: header comment, then the artifacts in their order."""
+    artifacts: dict[str, Any] = {}
+    for e in lock.entries:
+        art = artifacts.setdefault(e.name, {"version": e.version})
+        if e.description is not None:
+            art.setdefault("description", e.description)
+        art.setdefault("arches", {})[e.arch] = _entry_data(e)
+    body = yaml.dump(
+        {"lock_version": LOCK_VERSION, "artifacts": artifacts},
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )
+    return header + body
+
+
+def save_lock(lock: Lock, path: Path | None = None) -> None:
+    """Write ``lock`` atomically, keeping the comment header already in the file."""
+    path = Path(path or lock.path)
+    text = dump_lock(lock, read_header(path))
+    _Checker(path).lock(yaml.safe_load(text))  # never write a lock that would not load
+    atomic_write(path, text, mode=0o644)
+
+
+def lock_sha256(path: Path = DEFAULT_LOCK) -> str:
+    """The sha256 hex digest of the lock file's bytes (recorded in build manifests)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
