@@ -1,0 +1,2 @@
+# nodeimage test stand-in
+complete -c crio -a "config wipe help"
