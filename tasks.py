@@ -46,3 +46,40 @@ def _debug_from_env(c: Context) -> None:
 # help={...} for every option, @_user_errors, and a body that calls one library function.
 
 _ = sys  # keep the import for tasks that print to stderr
+
+
+@task(
+    help={
+        "distro": "distribution to bootstrap: debian or ubuntu",
+        "release": "release codename: bookworm (debian) or focal (ubuntu)",
+        "mirror": "package mirror URL (http, https or file://), ideally a pinned snapshot",
+        "arch": "Debian architecture name (amd64, arm64)",
+        "out": "directory for <distro>-<release>-<arch>.qcow2 and its .json record",
+        "epoch": "SOURCE_DATE_EPOCH for the build (default: the release's publication date)",
+    }
+)
+@_user_errors
+def base(
+    c: Context,
+    distro: str = "debian",
+    release: str = "bookworm",
+    mirror: str = "http://deb.debian.org/debian",
+    arch: str = "amd64",
+    out: str = "build/base",
+    epoch: int = -1,
+) -> None:
+    """Build (or reuse) a cloud-init-ready base disk image from a package mirror with mmdebstrap."""
+    from pathlib import Path
+
+    from nodeimage.base import build_base
+
+    _debug_from_env(c)
+    image = build_base(
+        distro=distro,
+        release=release,
+        mirror=mirror,
+        arch=arch,
+        out_dir=Path(out),
+        epoch=None if epoch < 0 else epoch,
+    )
+    print(image)

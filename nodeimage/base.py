@@ -1,0 +1,326 @@
+"""Base images built from a package mirror with mmdebstrap.
+
+The base is a small, generalised, cloud-init-ready system: a kernel,
+systemd, cloud-init (NoCloud), OpenSSH and what growpart and DHCP need. It
+carries nothing machine-specific (empty machine-id, no SSH host keys, no
+root password) and boots from the disk ``nodeimage.disk`` makes.
+
+Reproducible: SOURCE_DATE_EPOCH is fixed (by default the release date of
+the distro release, see ``RELEASES``), the filesystem UUID is derived from
+the build inputs, and the disk is byte-for-byte reproducible given the same
+mirror content. Cached: a sidecar JSON beside the image records the inputs;
+the same inputs reuse the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from nodeimage.disk import derive_hash_seed, tree_to_disk
+from nodeimage.fsutil import atomic_write
+from nodeimage.log import debug, die, info, step
+from nodeimage.run import run, which
+
+# Bump when the recipe changes in a way the file contents below do not show
+# (e.g. mmdebstrap options), so cached bases are rebuilt.
+RECIPE_VERSION = 1
+DISK_GIB = 3
+_UUID_NS = uuid.UUID("0b5e1a6e-5d0c-4a8e-9f58-6e6f64656261")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One supported distro release and how to bootstrap it."""
+
+    distro: str
+    release: str
+    version: str
+    # Default SOURCE_DATE_EPOCH: the release's first publication date, a
+    # value that depends on nothing but the release.
+    epoch: int
+    components: tuple[str, ...]
+    packages: tuple[str, ...]
+    keyring: str | None = None
+
+
+_COMMON = (
+    "systemd-sysv", "udev", "dbus", "cloud-init", "cloud-guest-utils", "fdisk", "openssh-server", "sudo",
+    "python3", "iproute2", "kmod", "procps", "ca-certificates", "e2fsprogs", "apt", "gnupg", "netbase",
+    "xz-utils",
+)  # fmt: skip
+
+RELEASES: dict[str, dict[str, Release]] = {
+    "debian": {
+        "bookworm": Release(
+            *("debian", "bookworm", "12", 1686355200),  # 2023-06-10, Debian 12.0
+            components=("main",),
+            # ifupdown + dhclient: cloud-init's "eni" renderer brings up DHCP on eth0.
+            packages=("linux-image-amd64", *_COMMON, "ifupdown", "isc-dhcp-client"),
+        ),
+    },
+    "ubuntu": {
+        "focal": Release(
+            *("ubuntu", "focal", "20.04", 1587600000),  # 2020-04-23, Ubuntu 20.04
+            components=("main", "universe"),
+            # netplan + systemd-networkd is what cloud-init renders to on Ubuntu.
+            packages=("linux-image-virtual", "initramfs-tools", *_COMMON, "netplan.io"),
+            keyring="/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+        ),
+    },
+}
+
+ARCHES = ("amd64", "arm64")
+
+# --- files written into the tree -------------------------------------------------------------------
+
+CLOUD_CFG = """\
+# nodeimage base: take configuration from a NoCloud seed (a volume labelled
+# cidata), else run with none; keep the mirror the image was built from.
+datasource_list: [ NoCloud, None ]
+apt:
+  preserve_sources_list: true
+"""
+
+INTERFACES = """\
+# interfaces(5): cloud-init writes the NIC configuration into interfaces.d.
+auto lo
+iface lo inet loopback
+
+source /etc/network/interfaces.d/*
+"""
+
+HOSTKEYS_UNIT = """\
+[Unit]
+Description=Generate SSH host keys if none exist (nodeimage base images ship without them)
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+After=cloud-init.service
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _fstab(fs_uuid: str) -> str:
+    header = "# <file system> <mount point> <type> <options> <dump> <pass>"
+    return f"{header}\nUUID={fs_uuid} / ext4 errors=remount-ro 0 1\n"
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+def get_release(distro: str, release: str) -> Release:
+    """Look up a supported release; die listing the supported ones otherwise."""
+    supported = ", ".join(f"{d}/{r}" for d, rs in RELEASES.items() for r in rs)
+    if distro not in RELEASES:
+        die(f"unknown distro {distro!r}; supported: {supported}")
+    if release not in RELEASES[distro]:
+        die(f"unknown {distro} release {release!r}; supported: {supported}")
+    return RELEASES[distro][release]
+
+
+def check_mirror(mirror: str) -> str:
+    """Validate a mirror URL's form (http, https or file) and return it without a trailing slash."""
+    parsed = urllib.parse.urlparse(mirror)
+    if parsed.scheme not in ("http", "https", "file") or (parsed.scheme != "file" and not parsed.netloc):
+        die(
+            f"mirror must be an http://, https:// or file:// URL, got {mirror!r}",
+            hint="e.g. http://deb.debian.org/debian or http://archive.ubuntu.com/ubuntu",
+        )
+    return mirror.rstrip("/")
+
+
+def probe_mirror(mirror: str, release: str, timeout: float = 20.0) -> None:
+    """Fail fast, naming the mirror, if it does not serve the release (instead of a long apt error)."""
+    url = f"{mirror}/dists/{release}/Release"
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        if not Path(urllib.parse.unquote(parsed.path)).is_file():
+            die(f"mirror {mirror} has no {release} release: {parsed.path} does not exist")
+        return
+    try:
+        resp = requests.head(url, timeout=timeout, allow_redirects=True)
+    except requests.RequestException as exc:
+        die(
+            f"cannot reach mirror {mirror}: {type(exc).__name__}",
+            hint="check the URL and the network, or pass --mirror with a mirror this machine can reach",
+        )
+    if resp.status_code != 200:
+        die(f"mirror {mirror} does not serve release {release!r}: {url} returned HTTP {resp.status_code}")
+
+
+def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) -> list[str]:
+    """The mmdebstrap command line that bootstraps ``rel`` into the directory ``target``."""
+    cmd = [
+        "mmdebstrap",
+        "--mode=root",
+        "--format=directory",
+        "--variant=minbase",
+        f"--architectures={arch}",
+        f"--components={','.join(rel.components)}",
+        f"--include={','.join(rel.packages)}",
+    ]
+    if rel.keyring:
+        cmd.append(f"--keyring={rel.keyring}")
+    return [*cmd, rel.release, str(target), mirror]
+
+
+def recipe_digest() -> str:
+    """A digest of everything in the recipe, so a changed recipe misses the cache."""
+    parts = [str(RECIPE_VERSION), CLOUD_CFG, INTERFACES, HOSTKEYS_UNIT, _fstab("x"), str(DISK_GIB)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def base_inputs(rel: Release, *, mirror: str, arch: str, epoch: int) -> dict[str, object]:
+    """What a base image depends on: the cache key, recorded in the sidecar JSON."""
+    return {
+        "distro": rel.distro,
+        "release": rel.release,
+        "mirror": mirror,
+        "arch": arch,
+        "epoch": epoch,
+        "packages": sorted(rel.packages),
+        "components": list(rel.components),
+        "recipe": recipe_digest(),
+    }
+
+
+def fs_uuid_for(inputs: dict[str, object]) -> str:
+    """A filesystem UUID derived from the inputs, so rebuilds are byte-identical."""
+    return str(uuid.uuid5(_UUID_NS, json.dumps(inputs, sort_keys=True)))
+
+
+# --- build -----------------------------------------------------------------------------------------
+
+
+def build_base(
+    *, distro: str, release: str, mirror: str, arch: str = "amd64", out_dir: Path, epoch: int | None = None
+) -> Path:
+    """Build (or reuse) ``out_dir/<distro>-<release>-<arch>.qcow2`` and return its path."""
+    rel = get_release(distro, release)
+    if arch not in ARCHES:
+        die(f"unknown architecture {arch!r}; supported: {', '.join(ARCHES)}")
+    mirror = check_mirror(mirror)
+    epoch = rel.epoch if epoch is None else int(epoch)
+    out_dir = Path(out_dir)
+    image = out_dir / f"{distro}-{release}-{arch}.qcow2"
+    sidecar = image.with_suffix(".json")
+    inputs = base_inputs(rel, mirror=mirror, arch=arch, epoch=epoch)
+
+    if _cached(image, sidecar, inputs):
+        info(f"reusing base image {image} (built from the same inputs; see {sidecar.name})")
+        return image
+
+    with step(f"Building base image {distro} {release} ({arch}) from {mirror}"):
+        which("mmdebstrap", "mmdebstrap")
+        if os.geteuid() != 0:
+            die("building a base image needs root (mmdebstrap --mode=root)", hint="run as root")
+        if rel.keyring and not Path(rel.keyring).is_file():
+            die(f"{distro} archive keyring missing: {rel.keyring}", hint=f"apt-get install {distro}-keyring")
+        probe_mirror(mirror, release)
+        fs_uuid = fs_uuid_for(inputs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sidecar.unlink(missing_ok=True)  # the old record no longer describes what is being built
+        with tempfile.TemporaryDirectory(prefix=".base-", dir=out_dir) as tmp:
+            tree = Path(tmp) / "tree"
+            _bootstrap(rel, mirror=mirror, arch=arch, tree=tree, epoch=epoch)
+            with step("Generalising the tree (fstab, cloud-init, no host keys, empty machine-id)"):
+                configure_tree(tree, fs_uuid=fs_uuid)
+            tree_to_disk(
+                tree, image, size_gib=DISK_GIB, fs_uuid=fs_uuid, hash_seed=derive_hash_seed(fs_uuid), epoch=epoch
+            )
+        record = {**inputs, "fs_uuid": fs_uuid, "sha256": _sha256(image), "image": image.name}
+        atomic_write(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    info(f"base image: {image}")
+    return image
+
+
+def _bootstrap(rel: Release, *, mirror: str, arch: str, tree: Path, epoch: int) -> None:
+    cmd = mmdebstrap_command(rel, mirror=mirror, arch=arch, target=tree)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    with step(f"mmdebstrap {rel.distro} {rel.release} ({len(rel.packages)} packages requested)"):
+        proc = run(cmd, env=env, capture=True, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        tail = "\n    ".join(lines[-12:])
+        fetch = any(w in line for line in lines for w in ("Failed to fetch", "apt-get update failed", "Could not"))
+        hint = f"check that {mirror} is reachable and serves {rel.release}" if fetch else None
+        die(f"mmdebstrap failed (exit {proc.returncode}) bootstrapping {rel.release} from {mirror}:\n    {tail}", hint)
+
+
+def configure_tree(tree: Path, *, fs_uuid: str) -> None:
+    """Make a bootstrapped tree a generalised, cloud-init-ready base (no chroot needed)."""
+    etc = tree / "etc"
+    _write(etc / "fstab", _fstab(fs_uuid))
+    _write(etc / "hostname", "localhost\n")
+    _write(etc / "hosts", "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n")
+    # The host's resolver must not leak in; DHCP writes the real one at boot.
+    (etc / "resolv.conf").unlink(missing_ok=True)
+    _write(etc / "resolv.conf", "")
+    _write(etc / "cloud" / "cloud.cfg.d" / "90_nodeimage.cfg", CLOUD_CFG)
+    if (etc / "network").is_dir():
+        _write(etc / "network" / "interfaces", INTERFACES)
+    _write(etc / "systemd" / "system" / "nodeimage-ssh-hostkeys.service", HOSTKEYS_UNIT)
+    wants = etc / "systemd" / "system" / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "nodeimage-ssh-hostkeys.service"
+    link.unlink(missing_ok=True)
+    link.symlink_to("/etc/systemd/system/nodeimage-ssh-hostkeys.service")
+    for key in (etc / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    # Empty, not missing: systemd then generates a fresh ID on each new machine.
+    _write(etc / "machine-id", "", mode=0o444)
+    (tree / "var" / "lib" / "dbus" / "machine-id").unlink(missing_ok=True)
+    shutil.rmtree(tree / "var" / "lib" / "cloud", ignore_errors=True)
+    for name in ("vmlinuz.old", "initrd.img.old"):
+        path = tree / name
+        if path.is_symlink():
+            path.unlink()
+    debug(f"configured {tree} for UUID={fs_uuid}")
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _cached(image: Path, sidecar: Path, inputs: dict[str, object]) -> bool:
+    if not (image.is_file() and sidecar.is_file()):
+        return False
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    recorded = {k: record.get(k) for k in inputs}
+    if recorded != inputs:
+        debug(f"base cache miss: {sidecar} records other inputs")
+        return False
+    if record.get("sha256") != _sha256(image):
+        debug(f"base cache miss: {image} changed since it was built")
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
