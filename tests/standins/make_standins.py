@@ -41,15 +41,30 @@ MTIME = 1600000000  # fixed entry time: 2020-09-13, around the pinned releases
 NOTE = "nodeimage test stand-in, NOT the upstream artifact"
 
 CNI_PLUGINS = (
-    "bandwidth bridge dhcp firewall flannel host-device host-local ipvlan "
-    "loopback macvlan portmap ptp sbr static tuning vlan"
-).split()
+    "bandwidth",
+    "bridge",
+    "dhcp",
+    "firewall",
+    "flannel",
+    "host-device",
+    "host-local",
+    "ipvlan",
+    "loopback",
+    "macvlan",
+    "portmap",
+    "ptp",
+    "sbr",
+    "static",
+    "tuning",
+    "vlan",
+)
 KATA_WRAPPERS = {  # wrapper script -> the configuration it passes to kata-runtime
     "kata-qemu": "configuration-qemu.toml",
     "kata-fc": "configuration-fc.toml",
     "kata-clh": "configuration-clh.toml",
     "kata-qemu-virtiofs": "configuration-qemu-virtiofs.toml",
 }
+KATA_DEFAULTS = "/opt/kata/share/defaults/kata-containers"
 UNAME = {"amd64": "x86_64", "arm64": "aarch64"}
 SKIPPED_SUFFIX = "-cloudimg"  # base images are built from Debian's mirror in the tests, not stood in
 
@@ -186,10 +201,11 @@ def kata_static(version: str, basename: str, arch: str) -> bytes:
     for tool in ("containerd-shim-kata-v2", f"qemu-system-{machine}", "virtiofsd", "firecracker"):
         entries.append(Entry(f"{base}/bin/{tool}", standin_program(tool, "generic", version), 0o755))
     for wrapper, config in KATA_WRAPPERS.items():
-        script = f'#!/bin/bash\n/opt/kata/bin/kata-runtime --kata-config "/opt/kata/share/defaults/kata-containers/{config}" $@\n'
+        script = f'#!/bin/bash\n/opt/kata/bin/kata-runtime --kata-config "{KATA_DEFAULTS}/{config}" $@\n'
         entries.append(Entry(f"{base}/bin/{wrapper}", script.encode(), 0o755))
     for tool in ("kata-proxy", "kata-shim", "kata-netmon"):
-        entries.append(Entry(f"{base}/libexec/kata-containers/{tool}", standin_program(tool, "generic", version), 0o755))
+        program = standin_program(tool, "generic", version)
+        entries.append(Entry(f"{base}/libexec/kata-containers/{tool}", program, 0o755))
     for config in KATA_WRAPPERS.values():
         entries.append(Entry(f"{defaults}/{config}", _kata_config(config, machine)))
     entries.append(Entry(f"{defaults}/configuration.toml", link="configuration-qemu.toml"))

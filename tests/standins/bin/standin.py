@@ -58,7 +58,11 @@ def write(path, text, mode=0o644):
 
 
 def copy_to_log(src, name):
-    data = sys.stdin.read() if src == "-" else open(src).read()
+    if src == "-":
+        data = sys.stdin.read()
+    else:
+        with open(src) as f:
+            data = f.read()
     write(os.path.join(LOG_DIR, name), data)
 
 
@@ -95,9 +99,9 @@ def subcommand(args):
 def version_info(v):
     major, minor = bare(v).split(".")[:2]
     return (
-        'version.Info{Major:"%s", Minor:"%s", GitVersion:"%s", GitCommit:"nodeimage-standin", '
+        f'version.Info{{Major:"{major}", Minor:"{minor}", GitVersion:"{vee(v)}", GitCommit:"nodeimage-standin", '
         'GitTreeState:"clean", BuildDate:"1970-01-01T00:00:00Z", GoVersion:"go1.13.15", Compiler:"gc", '
-        'Platform:"linux/amd64"}' % (major, minor, vee(v))
+        'Platform:"linux/amd64"}'
     )
 
 
@@ -120,7 +124,7 @@ def kubeadm(args):
     if sub in ("init", "join"):
         config = option(args, "--config")
         if config:
-            copy_to_log(config, "kubeadm-%s-config.yaml" % sub)
+            copy_to_log(config, f"kubeadm-{sub}-config.yaml")
         if sub == "init":
             write("/etc/kubernetes/admin.conf", "# nodeimage test stand-in: not a kubeconfig\n", 0o600)
         write("/var/lib/kubelet/config.yaml", "# nodeimage test stand-in: not a KubeletConfiguration\n")
@@ -129,24 +133,25 @@ def kubeadm(args):
 
 
 def kubectl(args):
-    sub = subcommand([a for a in args if not a.startswith("--kubeconfig")
-                      and a != option(args, "--kubeconfig")])
+    sub = subcommand([a for a in args if not a.startswith("--kubeconfig") and a != option(args, "--kubeconfig")])
     if sub == "version":
         short = "--short" in args
         line = "Client Version: " + (vee(VERSION) if short else version_info(VERSION))
         print(line)
         if "--client" in args or "--client=true" in args:
             return 0
-        print("The connection to the server localhost:8080 was refused (nodeimage stand-in has no server)",
-              file=sys.stderr)
+        print(
+            "The connection to the server localhost:8080 was refused (nodeimage stand-in has no server)",
+            file=sys.stderr,
+        )
         return 1
     if sub == "apply":
         src = option(args, "-f") or option(args, "--filename")
         if src:
             n = 1
-            while os.path.exists(os.path.join(LOG_DIR, "kubectl-apply-%d.yaml" % n)):
+            while os.path.exists(os.path.join(LOG_DIR, f"kubectl-apply-{n}.yaml")):
                 n += 1
-            copy_to_log(src, "kubectl-apply-%d.yaml" % n)
+            copy_to_log(src, f"kubectl-apply-{n}.yaml")
         return 0
     return 0
 
@@ -222,13 +227,13 @@ def cni(args):
     if command:
         print(json.dumps({"cniVersion": "0.4.0", "code": 100, "msg": "nodeimage test stand-in: no networking"}))
         return 1
-    print("CNI %s plugin %s" % (TOOL, vee(VERSION)))
+    print(f"CNI {TOOL} plugin {vee(VERSION)}")
     return 0
 
 
 def generic(args):
     if "--version" in args or "-V" in args or "version" in args:
-        print("%s version %s" % (TOOL, bare(VERSION)))
+        print(f"{TOOL} version {bare(VERSION)}")
     return 0
 
 
