@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,7 +44,7 @@ def _debug_from_env(c: Context) -> None:
 # Each task: typed options, a docstring whose first line reads well in `invoke --list`,
 # help={...} for every option, @_user_errors, and a body that calls one library function.
 
-_ = sys  # keep the import for tasks that print to stderr
+
 
 
 @task(
@@ -83,3 +82,90 @@ def base(
         epoch=None if epoch < 0 else epoch,
     )
     print(image)
+
+
+@task(help={"build_dir": "where builds go (its free space is checked)"})
+@_user_errors
+def doctor(c: Context, build_dir: str = "build") -> None:
+    """Show packer/qemu versions, missing tools, free disk, and whether KVM really runs a guest."""
+    from pathlib import Path
+
+    from nodeimage import doctor as doc
+
+    rows = doc.report(Path(build_dir))
+    print(doc.render(rows))
+    if not all(ok for _, _, ok in rows):
+        raise Exit("doctor: some checks failed (see BAD lines)", code=1)
+
+
+@task(
+    help={
+        "profile": "profile name (profiles/<name>.yaml) or path to a profile YAML; default k8s-1.17",
+        "lock_file": "lock file to build from (default artifacts.lock.yaml)",
+        "mirror": "directory or http(s) base URL that stands in for every upstream URL (<mirror>/<host>/<path>); "
+        "also NODEIMAGE_MIRROR",
+        "formats": "comma-separated output formats: qcow2 (always), ova; default from the profile",
+        "out": "output root; the image goes to <out>/<profile>/ (default build)",
+        "skip_suite": "do not run the image acceptance suite on the result (not recommended)",
+        "suite_args": "extra arguments for the image suite's pytest run, e.g. '--standins'",
+        "force": "rebuild even if the inputs did not change",
+    }
+)
+@_user_errors
+def build(
+    c: Context,
+    profile: str = "k8s-1.17",
+    lock_file: str = "",
+    mirror: str = "",
+    formats: str = "",
+    out: str = "build",
+    skip_suite: bool = False,
+    suite_args: str = "",
+    force: bool = False,
+) -> None:
+    """Build a golden node image (qcow2, optionally OVA) for a profile and check it with the image suite."""
+    import shlex
+    from pathlib import Path
+
+    from nodeimage.build import build as run_build
+
+    out_dir = run_build(
+        profile,
+        lock_file=Path(lock_file) if lock_file else None,
+        mirror=mirror or os.environ.get("NODEIMAGE_MIRROR") or None,
+        formats=formats or None,
+        out_root=Path(out),
+        run_suite=not skip_suite,
+        suite_args=shlex.split(suite_args),
+        force=force,
+    )
+    print(out_dir)
+
+
+@task(help={"out": "output root to remove builds from (default build)", "cache": "also empty the download cache"})
+@_user_errors
+def clean(c: Context, out: str = "build", cache: bool = False) -> None:
+    """Remove build outputs (and with --cache the downloaded artifacts)."""
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(Path(out), ignore_errors=True)
+    print(f"removed {out}/")
+    if cache:
+        from nodeimage.fetch import cache_dir
+
+        shutil.rmtree(cache_dir(), ignore_errors=True)
+        print(f"removed {cache_dir()}")
+
+
+@task(
+    help={
+        "fast": "skip the end-to-end tests (marker e2e) that build and boot VM images",
+        "pytest_args": "extra arguments for pytest, e.g. '-k profiles -x'",
+    }
+)
+def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
+    """Run the linters and the test suite (unit, integration and, unless --fast, the e2e build and boot)."""
+    c.run("ruff check .", echo=True, pty=False)
+    marker = "-m 'not e2e'" if fast else ""
+    c.run(f"python -m pytest -v -rs --durations=15 {marker} {pytest_args}", echo=True, pty=False)

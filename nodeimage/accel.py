@@ -103,8 +103,7 @@ def probe(kernel: Path | None = None, timeout: float = PROBE_TIMEOUT_S) -> Accel
         ok, why = _boots("kvm", Path(tmp), kernel, timeout)
     if ok:
         if kernel is None:
-            return AccelReport(
-                "kvm", True, "a boot-sector probe ran under KVM (no kernel found to probe with: a kernel may still hang)"
-            )
+            caveat = "no kernel found to probe with: a kernel may still hang"
+            return AccelReport("kvm", True, f"a boot-sector probe ran under KVM ({caveat})")
         return AccelReport("kvm", True, f"the kernel {kernel} booted under KVM")
     return AccelReport("tcg", False, f"/dev/kvm exists but a guest does not run under it ({why})")

@@ -1,0 +1,95 @@
+"""Run the image acceptance suite (tests/acceptance) against a booted copy of an image.
+
+The suite is the same one users run against their own images; here the image
+is booted on a throwaway overlay with a test-only NoCloud seed (a test user
+and a fresh key), and pytest-testinfra reaches it over SSH.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nodeimage import nocloud, vm
+from nodeimage.log import die, step
+from nodeimage.run import run
+from nodeimage.sshkey import generate_keypair
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SUITE_DIR = REPO_ROOT / "tests" / "acceptance"
+TEST_USER = "nodeimage-test"
+SSH_TIMEOUT_S = 900.0
+
+
+def test_seed_user_data(public_key: str) -> str:
+    """user-data for a suite boot: a sudo test user with the throwaway key, nothing else."""
+    return (
+        "#cloud-config\n"
+        "users:\n"
+        f"  - name: {TEST_USER}\n"
+        "    sudo: 'ALL=(ALL) NOPASSWD:ALL'\n"
+        "    shell: /bin/bash\n"
+        "    lock_passwd: true\n"
+        "    ssh_authorized_keys:\n"
+        f"      - {public_key}\n"
+        "ssh_pwauth: false\n"
+    )
+
+
+def ssh_config(workdir: Path) -> Path:
+    path = workdir / "ssh_config"
+    path.write_text(
+        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  ConnectTimeout 20\n"
+    )
+    return path
+
+
+def run_image_suite(
+    image: Path,
+    *,
+    profile: str,
+    accel: str,
+    workdir: Path,
+    extra_args: Sequence[str] = (),
+    cpus: int = 2,
+    memory_mib: int = 2048,
+) -> None:
+    """Boot ``image`` (on an overlay) and run the acceptance suite against it; die if it fails."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = workdir / "id_ed25519"
+    public = generate_keypair(key, comment="nodeimage-suite")
+    seed = workdir / "suite-seed.iso"
+    nocloud.write_seed_iso(
+        seed,
+        user_data=test_seed_user_data(public),
+        meta_data={"instance-id": "nodeimage-suite", "local-hostname": "nodeimage-suite"},
+    )
+    spec = vm.VMSpec(name="suite", disk=image, seed_iso=seed, cpus=cpus, memory_mib=memory_mib, accel=accel)
+    with step(f"booting {image.name} for the image suite ({accel})"), vm.booted(spec, workdir / "vm") as machine:
+        vm.wait_for_ssh(machine, user=TEST_USER, key=key, timeout=SSH_TIMEOUT_S)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(SUITE_DIR),
+            "-p",
+            "no:cacheprovider",
+            f"--hosts=ssh://{TEST_USER}@127.0.0.1:{machine.ssh_port}",
+            f"--ssh-identity-file={key}",
+            f"--ssh-config={ssh_config(workdir)}",
+            "--sudo",
+            f"--nodeimage-profile={profile}",
+            "--booted",
+            "-q",
+            "-rs",
+            *extra_args,
+        ]
+        with step("running the image suite (tests/acceptance)"):
+            proc = run(cmd, check=False, cwd=REPO_ROOT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        if proc.returncode != 0:
+            die(
+                f"the image suite failed against {image} (pytest exit code {proc.returncode})",
+                hint="the failures are listed above; `invoke build --skip-suite` builds without it (not recommended)",
+            )
