@@ -165,7 +165,8 @@ def clean(c: Context, out: str = "build", cache: bool = False) -> None:
     }
 )
 def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
-    """Run the linters and the test suite (unit, integration and, unless --fast, the e2e build and boot)."""
-    c.run("ruff check .", echo=True, pty=False)
+    """Run the test suite: linters, unit, integration and (unless --fast) the e2e build and boot."""
+    import sys
+
     marker = "-m 'not e2e'" if fast else ""
-    c.run(f"python -m pytest -v -rs --durations=15 {marker} {pytest_args}", echo=True, pty=False)
+    c.run(f"{sys.executable} -m pytest -v -rs --durations=15 {marker} {pytest_args}", echo=True, pty=False)
