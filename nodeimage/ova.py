@@ -1,0 +1,249 @@
+"""OVA output: a qcow2 turned into a deterministic, importable OVF package.
+
+The package is a ustar archive of ``<name>.ovf``, ``<name>.mf`` and
+``<name>-disk1.vmdk``, in that order (DSP0243: descriptor first, manifest
+next, then the files in References order). The same qcow2 and parameters
+give the same bytes: qemu-img's VMDK writer puts a random CID in the
+embedded descriptor, so the CID is replaced by one derived from the VMDK's
+own content, the VMDK is written under its final member name (qemu-img
+embeds it), and every tar header has fixed owner, mode and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import tarfile
+import tempfile
+from pathlib import Path
+
+from nodeimage.fsutil import atomic_path
+from nodeimage.log import die, info, step
+from nodeimage.ovf import OvfDisk, check_name, render_manifest, render_ovf
+from nodeimage.run import output, run, which
+
+USTAR_MAX_SIZE = 8 * 1024**3 - 1  # 11 octal digits in the ustar size field
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+_CHUNK = 4 * 1024 * 1024
+_VMDK_MAGIC = b"KDMV"
+_CID_RE = re.compile(rb"\nCID=([0-9a-f]{8})\n")
+_CID_PLACEHOLDER = b"00000000"
+
+
+def write_ova(
+    qcow2: Path,
+    out_ova: Path,
+    *,
+    name: str,
+    cpus: int,
+    memory_mib: int,
+    product: dict[str, str],
+    epoch: int,
+    guest_os: str = "ubuntu64",
+) -> None:
+    """Write ``out_ova`` from ``qcow2``; nothing appears at ``out_ova`` unless it all succeeds.
+
+    ``product`` holds ``profile``, optionally ``description``, and the
+    component versions (see :func:`nodeimage.ovf.render_ovf`); ``epoch`` is
+    the mtime of every archive member.
+    """
+    qcow2, out_ova = Path(qcow2), Path(out_ova)
+    check_name(name)
+    if not 0 <= epoch < 8**11:
+        die(f"epoch {epoch} does not fit a tar header", hint="use a Unix time from 0 to 8589934591")
+    if not qcow2.is_file():
+        die(f"disk image not found: {qcow2}", hint="build it first: invoke build")
+    which("qemu-img", "qemu-utils")
+    capacity, populated = disk_sizes(qcow2)
+    vmdk_name = f"{name}-disk1.vmdk"
+    out_ova.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        step(f"Writing OVA {out_ova}"),
+        tempfile.TemporaryDirectory(prefix=".nodeimage-ova-", dir=out_ova.parent) as tmp_name,
+    ):
+        # The final member name, because qemu-img writes it into the VMDK.
+        vmdk = Path(tmp_name) / vmdk_name
+        with step("Converting to a streamOptimized VMDK"):
+            convert_to_vmdk(qcow2, vmdk)
+        cid = fix_cid(vmdk)
+        vmdk_size = vmdk.stat().st_size
+        if vmdk_size > USTAR_MAX_SIZE:
+            die(
+                f"the VMDK of {qcow2} is {vmdk_size} bytes; a ustar OVA member is limited to {USTAR_MAX_SIZE} bytes",
+                hint="make the image smaller (less content compresses to a smaller VMDK) or use the qcow2",
+            )
+        disk = OvfDisk(href=vmdk_name, file_size=vmdk_size, capacity=capacity, populated_size=populated)
+        ovf = render_ovf(name=name, cpus=cpus, memory_mib=memory_mib, disk=disk, product=product, guest_os=guest_os)
+        with step("Packing the OVA"), atomic_path(out_ova, mode=0o644) as part:
+            pack_ova(part, name=name, ovf=ovf, vmdk=vmdk, epoch=epoch)
+    info(f"OVA {out_ova}: {out_ova.stat().st_size} bytes, VMDK CID {cid}")
+
+
+def disk_sizes(qcow2: Path) -> tuple[int, int]:
+    """(virtual size, bytes holding data) of a qcow2, for ovf:capacity and ovf:populatedSize."""
+    proc = run(["qemu-img", "info", "--output=json", "-f", "qcow2", qcow2], capture=True, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        die(f"{qcow2} is not a readable qcow2 image: {err}", hint="give the node.qcow2 a build wrote")
+    capacity = int(json.loads(proc.stdout)["virtual-size"])
+    extents = json.loads(output(["qemu-img", "map", "--output=json", "-f", "qcow2", qcow2]))
+    populated = sum(int(e["length"]) for e in extents if e.get("data"))
+    return capacity, populated
+
+
+def convert_to_vmdk(qcow2: Path, vmdk: Path) -> None:
+    """qemu-img's streamOptimized VMDK of ``qcow2`` (the one VMDK kind OVF importers take)."""
+    run(
+        ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "vmdk",
+         "-o", "subformat=streamOptimized,adapter_type=lsilogic", qcow2, vmdk],
+        capture=True,
+    )  # fmt: skip
+
+
+def _descriptor_span(fh: io.BufferedRandom, path: Path) -> tuple[int, int]:
+    """(offset, length) in bytes of the text descriptor embedded in a sparse VMDK."""
+    header = fh.read(512)
+    if header[:4] != _VMDK_MAGIC:
+        die(f"{path} is not a sparse VMDK (no KDMV magic)")
+    # SparseExtentHeader: magic, version, flags (u32), capacity, grainSize,
+    # descriptorOffset, descriptorSize (u64, in sectors).
+    desc_offset, desc_size = struct.unpack_from("<QQ", header, 28)
+    if not desc_offset or not desc_size:
+        die(f"{path} has no embedded descriptor")
+    return desc_offset * 512, desc_size * 512
+
+
+def fix_cid(vmdk: Path) -> str:
+    """Replace qemu-img's random CID by the first 32 bits of the VMDK's SHA-256 (CID zeroed); return it."""
+    with vmdk.open("r+b") as fh:
+        offset, length = _descriptor_span(fh, vmdk)
+        fh.seek(offset)
+        desc = fh.read(length)
+        m = _CID_RE.search(desc)
+        if not m:
+            die(f"{vmdk}: no CID line in its descriptor")
+        cid_at = offset + m.start(1)
+        fh.seek(cid_at)
+        fh.write(_CID_PLACEHOLDER)
+        fh.flush()
+        fh.seek(0)
+        h = hashlib.sha256()
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+        cid = h.hexdigest()[:8]
+        if cid == "ffffffff":  # means "no parent" in parentCID; keep the two apart
+            cid = "fffffffe"
+        fh.seek(cid_at)
+        fh.write(cid.encode())
+    return cid
+
+
+def _header(name: str, size: int, epoch: int) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = epoch
+    ti.mode = 0o644
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.type = tarfile.REGTYPE
+    return ti.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+
+
+def _pad(n: int) -> bytes:
+    return b"\0" * (-n % _BLOCK)
+
+
+def pack_ova(out: Path, *, name: str, ovf: bytes, vmdk: Path, epoch: int) -> None:
+    """Write the ustar archive: .ovf, .mf, then the VMDK, hashing the VMDK while copying it.
+
+    The manifest's length is known before the VMDK's digest is, so it is
+    written with a placeholder and filled in once the copy is done: one pass
+    over the disk instead of two.
+    """
+    ovf_name, mf_name, vmdk_name = f"{name}.ovf", f"{name}.mf", vmdk.name
+    ovf_sha = hashlib.sha256(ovf).hexdigest()
+    placeholder = render_manifest([(ovf_name, ovf_sha), (vmdk_name, "0" * 64)])
+    vmdk_size = vmdk.stat().st_size
+    with out.open("wb") as dst:
+        dst.write(_header(ovf_name, len(ovf), epoch) + ovf + _pad(len(ovf)))
+        dst.write(_header(mf_name, len(placeholder), epoch))
+        mf_at = dst.tell()
+        dst.write(placeholder + _pad(len(placeholder)))
+        dst.write(_header(vmdk_name, vmdk_size, epoch))
+        h = hashlib.sha256()
+        copied = 0
+        with vmdk.open("rb") as src:
+            while chunk := src.read(_CHUNK):
+                h.update(chunk)
+                dst.write(chunk)
+                copied += len(chunk)
+        if copied != vmdk_size:
+            die(f"{vmdk} changed size while it was packed ({vmdk_size} -> {copied} bytes)")
+        dst.write(_pad(copied) + b"\0" * (2 * _BLOCK))
+        dst.write(b"\0" * (-dst.tell() % _RECORD))  # whole records, as tar writes them
+        manifest = render_manifest([(ovf_name, ovf_sha), (vmdk_name, h.hexdigest())])
+        assert len(manifest) == len(placeholder)
+        dst.seek(mf_at)
+        dst.write(manifest)
+
+
+def product_info(profile: object) -> dict[str, str]:
+    """The ProductSection data of a :class:`nodeimage.profiles.Profile`: its name, description, components."""
+    data = {"profile": str(profile.name)}  # type: ignore[attr-defined]
+    if getattr(profile, "description", ""):
+        data["description"] = str(profile.description)  # type: ignore[attr-defined]
+    data.update({str(k): str(v) for k, v in profile.components.items()})  # type: ignore[attr-defined]
+    return data
+
+
+def source_date_epoch() -> int:
+    """``SOURCE_DATE_EPOCH`` from the environment (reproducible-builds.org), else 0."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not value.isdigit():
+        die(f"SOURCE_DATE_EPOCH is not a Unix time: {value!r}", hint="set it to whole seconds, e.g. 1577836800")
+    return int(value)
+
+
+def guest_os_of(profile: object) -> str:
+    """The OVF guest OS key for a profile's base distribution."""
+    distro = getattr(getattr(profile, "base", None), "distro", "ubuntu")
+    return "debian64" if distro == "debian" else "ubuntu64"
+
+
+def ova_from_profile(
+    image: Path,
+    *,
+    profile_name: str,
+    out: Path | None = None,
+    cpus: int | None = None,
+    memory_mib: int | None = None,
+    epoch: int | None = None,
+) -> Path:
+    """`invoke ova`: CPU, memory, product and guest OS from the profile unless overridden; returns the OVA path.
+
+    Without ``epoch`` the member mtime is ``SOURCE_DATE_EPOCH`` if set, else
+    0: never the clock or the image's mtime, so the same image gives the same OVA.
+    """
+    from nodeimage.profiles import load_profile
+
+    profile = load_profile(profile_name)
+    image = Path(image)
+    out = Path(out) if out else image.with_suffix(".ova")
+    if epoch is None:
+        epoch = source_date_epoch()
+    write_ova(
+        image,
+        out,
+        name=profile.name,
+        cpus=cpus if cpus is not None else profile.vm.cpus,
+        memory_mib=memory_mib if memory_mib is not None else profile.vm.memory_mib,
+        product=product_info(profile),
+        epoch=epoch,
+        guest_os=guest_os_of(profile),
+    )
+    return out
