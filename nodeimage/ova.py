@@ -31,7 +31,7 @@ _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _CHUNK = 4 * 1024 * 1024
 _VMDK_MAGIC = b"KDMV"
-_CID_RE = re.compile(rb"\nCID=([0-9a-f]{8})\n")
+_CID_RE = re.compile(rb"\nCID=([0-9a-f]{1,8})\n")
 _CID_PLACEHOLDER = b"00000000"
 
 
@@ -123,13 +123,20 @@ def fix_cid(vmdk: Path) -> str:
     with vmdk.open("r+b") as fh:
         offset, length = _descriptor_span(fh, vmdk)
         fh.seek(offset)
-        desc = fh.read(length)
-        m = _CID_RE.search(desc)
-        if not m:
-            die(f"{vmdk}: no CID line in its descriptor")
-        cid_at = offset + m.start(1)
-        fh.seek(cid_at)
-        fh.write(_CID_PLACEHOLDER)
+        region = fh.read(length)
+        text = region.split(b"\0", 1)[0]
+        # qemu-img prints the CID without leading zeros; ours always has 8 digits.
+        if not _CID_RE.search(text):
+            die(f"{vmdk}: no CID line in its embedded descriptor")
+
+        def put(cid: bytes) -> None:
+            new = _CID_RE.sub(b"\nCID=" + cid + b"\n", text, count=1)
+            if len(new) > length:
+                die(f"{vmdk}: the descriptor does not fit its {length}-byte region with an 8-digit CID")
+            fh.seek(offset)
+            fh.write(new + b"\0" * (length - len(new)))
+
+        put(_CID_PLACEHOLDER)
         fh.flush()
         fh.seek(0)
         h = hashlib.sha256()
@@ -138,8 +145,7 @@ def fix_cid(vmdk: Path) -> str:
         cid = h.hexdigest()[:8]
         if cid == "ffffffff":  # means "no parent" in parentCID; keep the two apart
             cid = "fffffffe"
-        fh.seek(cid_at)
-        fh.write(cid.encode())
+        put(cid.encode())
     return cid
 
 
