@@ -208,8 +208,12 @@ def product_info(profile: object) -> dict[str, str]:
 
 
 def source_date_epoch() -> int:
-    """``SOURCE_DATE_EPOCH`` from the environment (reproducible-builds.org), else 0."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    """The build's SOURCE_DATE_EPOCH, so `invoke ova` on a built image matches the build's own OVA."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        from nodeimage.build import source_date_epoch as build_epoch
+
+        return build_epoch(Path("artifacts.lock.yaml"))
     if not value.isdigit():
         die(f"SOURCE_DATE_EPOCH is not a Unix time: {value!r}", hint="set it to whole seconds, e.g. 1577836800")
     return int(value)
@@ -232,8 +236,8 @@ def ova_from_profile(
 ) -> Path:
     """`invoke ova`: CPU, memory, product and guest OS from the profile unless overridden; returns the OVA path.
 
-    Without ``epoch`` the member mtime is ``SOURCE_DATE_EPOCH`` if set, else
-    0: never the clock or the image's mtime, so the same image gives the same OVA.
+    Without ``epoch`` the member mtime is the build's SOURCE_DATE_EPOCH: never
+    the clock or the image's mtime, so the same image gives the same OVA.
     """
     from nodeimage.profiles import load_profile
 
