@@ -170,3 +170,29 @@ def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
 
     marker = "-m 'not e2e'" if fast else ""
     c.run(f"{sys.executable} -m pytest -v -rs --durations=15 {marker} {pytest_args}", echo=True, pty=False)
+
+
+@task(
+    help={
+        "image": "the qcow2 to package, e.g. build/k8s-1.17/node.qcow2",
+        "out": "the OVA to write (default: the image path with .ova)",
+        "profile": "profile whose vm: section gives the CPU and memory defaults and whose versions go into the OVF",
+        "cpus": "virtual CPUs (default: the profile's vm.cpus)",
+        "memory": "memory in MiB (default: the profile's vm.memory_mib)",
+    }
+)
+@_user_errors
+def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: int = 0, memory: int = 0) -> None:
+    """Package an existing qcow2 as a reproducible OVA (OVF, .mf, streamOptimized VMDK)."""
+    from pathlib import Path
+
+    from nodeimage.ova import ova_from_profile
+
+    path = ova_from_profile(
+        Path(image),
+        profile_name=profile,
+        out=Path(out) if out else None,
+        cpus=cpus or None,
+        memory_mib=memory or None,
+    )
+    print(path)

@@ -24,6 +24,7 @@ from pathlib import Path
 from nodeimage.fsutil import atomic_path
 from nodeimage.log import die, info, step
 from nodeimage.ovf import OvfDisk, check_name, render_manifest, render_ovf
+from nodeimage.profiles import Profile, load_profile
 from nodeimage.run import output, run, which
 
 USTAR_MAX_SIZE = 8 * 1024**3 - 1  # 11 octal digits in the ustar size field
@@ -198,12 +199,12 @@ def pack_ova(out: Path, *, name: str, ovf: bytes, vmdk: Path, epoch: int) -> Non
         dst.write(manifest)
 
 
-def product_info(profile: object) -> dict[str, str]:
+def product_info(profile: Profile) -> dict[str, str]:
     """The ProductSection data of a :class:`nodeimage.profiles.Profile`: its name, description, components."""
-    data = {"profile": str(profile.name)}  # type: ignore[attr-defined]
-    if getattr(profile, "description", ""):
-        data["description"] = str(profile.description)  # type: ignore[attr-defined]
-    data.update({str(k): str(v) for k, v in profile.components.items()})  # type: ignore[attr-defined]
+    data = {"profile": profile.name}
+    if profile.description:
+        data["description"] = profile.description
+    data.update(profile.components)
     return data
 
 
@@ -212,17 +213,49 @@ def source_date_epoch() -> int:
     value = os.environ.get("SOURCE_DATE_EPOCH")
     if value is None:
         from nodeimage.build import source_date_epoch as build_epoch
+        from nodeimage.lock import DEFAULT_LOCK
 
-        return build_epoch(Path("artifacts.lock.yaml"))
+        return build_epoch(DEFAULT_LOCK)
     if not value.isdigit():
         die(f"SOURCE_DATE_EPOCH is not a Unix time: {value!r}", hint="set it to whole seconds, e.g. 1577836800")
     return int(value)
 
 
-def guest_os_of(profile: object) -> str:
+def guest_os_of(profile: Profile) -> str:
     """The OVF guest OS key for a profile's base distribution."""
-    distro = getattr(getattr(profile, "base", None), "distro", "ubuntu")
-    return "debian64" if distro == "debian" else "ubuntu64"
+    return "debian64" if profile.base.distro == "debian" else "ubuntu64"
+
+
+def ova_name(profile: Profile) -> str:
+    """The OVA's VM name and member stem for a profile: nodeimage-<profile>."""
+    return f"nodeimage-{profile.name}"
+
+
+def write_profile_ova(
+    image: Path,
+    out: Path,
+    profile: Profile,
+    *,
+    epoch: int,
+    cpus: int | None = None,
+    memory_mib: int | None = None,
+) -> None:
+    """:func:`write_ova` with name, shape, product and guest OS taken from ``profile``.
+
+    `invoke build` and `invoke ova` both call this, so `invoke ova` on a
+    built image reproduces the build's own OVA.
+    """
+    vm = profile.vm
+    write_ova(
+        Path(image),
+        Path(out),
+        name=ova_name(profile),
+        cpus=cpus if cpus is not None else vm.cpus,
+        memory_mib=memory_mib if memory_mib is not None else vm.memory_mib,
+        product=product_info(profile),
+        epoch=epoch,
+        guest_os=guest_os_of(profile),
+    )
 
 
 def ova_from_profile(
@@ -239,21 +272,15 @@ def ova_from_profile(
     Without ``epoch`` the member mtime is the build's SOURCE_DATE_EPOCH: never
     the clock or the image's mtime, so the same image gives the same OVA.
     """
-    from nodeimage.profiles import load_profile
-
     profile = load_profile(profile_name)
     image = Path(image)
     out = Path(out) if out else image.with_suffix(".ova")
-    if epoch is None:
-        epoch = source_date_epoch()
-    write_ova(
+    write_profile_ova(
         image,
         out,
-        name=profile.name,
-        cpus=cpus if cpus is not None else profile.vm.cpus,
-        memory_mib=memory_mib if memory_mib is not None else profile.vm.memory_mib,
-        product=product_info(profile),
-        epoch=epoch,
-        guest_os=guest_os_of(profile),
+        profile,
+        epoch=source_date_epoch() if epoch is None else epoch,
+        cpus=cpus,
+        memory_mib=memory_mib,
     )
     return out
