@@ -1,0 +1,118 @@
+"""Image acceptance suite: options, expectations and mode-dependent skips.
+
+Run it against an image with testinfra's ``--hosts``:
+
+    pytest tests/acceptance --hosts=chroot:///mnt/img                      # un-booted image tree
+    pytest tests/acceptance --hosts=ssh://ubuntu@10.0.0.5 --sudo --booted  # a booted node
+
+Expected versions come from this checkout (``profiles/<name>.yaml`` and
+``artifacts.lock.yaml``), never from the image. Modes:
+
+- ``--booted``: the image is running. Without it (a chroot of an image file)
+  nothing runs inside it, so checks of loaded modules, active sysctls and
+  running services skip; with it, checks of state a first boot legitimately
+  regenerates (machine-id, SSH host keys) skip.
+- ``--standins``: the image was built from tests/standins, so checks of real
+  upstream behaviour (marker ``needs_upstream``) skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN_REASON = "needs the real upstream binaries; this image was built from test stand-ins"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nodeimage acceptance")
+    group.addoption(
+        "--nodeimage-profile", default="k8s-1.17", help="profile the image was built from (profiles/<name>.yaml)"
+    )
+    group.addoption("--standins", action="store_true", help="the image was built from tests/standins, not upstream")
+    group.addoption("--booted", action="store_true", help="the image is running (ssh), not an un-booted tree (chroot)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "booted_only: needs a running image (modules loaded, services active)")
+    config.addinivalue_line("markers", "unbooted_only: checks state that a first boot legitimately regenerates")
+
+
+def _has_target(config: pytest.Config) -> bool:
+    hosts = config.getoption("hosts", default=None)
+    return bool(hosts) or bool(config.getoption("connection", default=None))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    booted = config.getoption("booted", default=False)
+    standins = config.getoption("standins", default=False)
+    target = _has_target(config)
+    for item in items:
+        if here not in Path(str(item.fspath)).resolve().parents:
+            continue
+        if not target:
+            item.add_marker(
+                pytest.mark.skip(reason="no image given: pass --hosts=chroot:///mnt/img or ssh://user@host")
+            )
+        elif standins and item.get_closest_marker("needs_upstream"):
+            item.add_marker(pytest.mark.skip(reason=STANDIN_REASON))
+        elif not booted and item.get_closest_marker("booted_only"):
+            item.add_marker(pytest.mark.skip(reason="image not booted (chroot): nothing is loaded or running"))
+        elif booted and item.get_closest_marker("unbooted_only"):
+            item.add_marker(pytest.mark.skip(reason="first boot regenerates this; checked on the un-booted image"))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the image must contain, from this checkout's profile and lock."""
+
+    profile: str
+    distro: str
+    release: str
+    kubernetes: str
+    components: dict[str, str]  # lock artifact name -> pinned version
+
+    def version(self, component: str) -> str:
+        return self.components[component]
+
+    def bare(self, component: str) -> str:
+        return self.components[component].removeprefix("v")
+
+
+def load_expected(profile_name: str, root: Path = REPO) -> Expected:
+    """Read the profile and check that the lock pins the versions the profile names."""
+    path = root / "profiles" / f"{profile_name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
+        raise pytest.UsageError(f"--nodeimage-profile={profile_name}: no {path}; profiles: {', '.join(names)}")
+    profile: dict[str, Any] = yaml.safe_load(path.read_text())
+    lock: dict[str, Any] = yaml.safe_load((root / "artifacts.lock.yaml").read_text())
+    components = {name: str(v) for name, v in profile["components"].items()}
+    for name, version in components.items():
+        pinned = str(lock["artifacts"].get(name, {}).get("version"))
+        if pinned != version:
+            raise pytest.UsageError(f"profile {profile_name} wants {name} {version} but the lock pins {pinned}")
+    base = profile["base"]
+    return Expected(
+        profile=profile["name"],
+        distro=str(base["distro"]),
+        release=str(base["release"]),
+        kubernetes=str(profile["kubernetes"]["version"]),
+        components=components,
+    )
+
+
+@pytest.fixture(scope="session")
+def expected(pytestconfig: pytest.Config) -> Expected:
+    return load_expected(pytestconfig.getoption("nodeimage_profile"))
+
+
+@pytest.fixture(scope="session")
+def booted(pytestconfig: pytest.Config) -> bool:
+    return bool(pytestconfig.getoption("booted"))
