@@ -492,11 +492,13 @@ def _acquire(ctx: _Context, entry: LockEntry, *, refresh: bool = False) -> Path:
             part.unlink(missing_ok=True)
         src = ctx.source(entry.url)
         info(f"{entry.label}: downloading {src}")
+        # a refreshed trust-on-first-use file may have changed size as well as digest
+        expect = replace(entry, size=None) if refresh and entry.checksum_source == TOFU else entry
         if isinstance(src, Path):
-            hasher = _copy_local(ctx, entry, src, part, algorithm)
+            hasher = _copy_local(ctx, expect, src, part, algorithm)
         else:
             url = src
-            hasher = _retrying(ctx, entry.label, url, lambda: _http_attempt(ctx, entry, url, part, algorithm))
+            hasher = _retrying(ctx, entry.label, url, lambda: _http_attempt(ctx, expect, url, part, algorithm))
         got = f"{algorithm}:{hasher.hexdigest()}"
         size = part.stat().st_size
         changed = entry.checksum is not None and got != entry.checksum
