@@ -196,3 +196,52 @@ def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: 
         memory_mib=memory or None,
     )
     print(path)
+
+
+@task(
+    help={
+        "names": "comma-separated artifact names to lock (default: every artifact in the lock file)",
+        "mirror": "directory or http(s) base URL holding <mirror>/<host>/<path> copies of the upstream files "
+        "(default: $NODEIMAGE_MIRROR, else upstream)",
+        "lock_file": "the lock file to complete (default artifacts.lock.yaml)",
+        "refresh": "download again and compare: a changed digest is an error, except trust-on-first-use "
+        "entries, whose new digest is recorded",
+    }
+)
+@_user_errors
+def lock(c: Context, names: str = "", mirror: str = "", lock_file: str = "", refresh: bool = False) -> None:
+    """Record missing digests and sizes in the lock file (trust-on-first-use, SHA256SUMS) by downloading."""
+    from pathlib import Path
+
+    from nodeimage.fetch import lock as lock_artifacts
+    from nodeimage.lock import DEFAULT_LOCK
+
+    _debug_from_env(c)
+    lock_artifacts(
+        Path(lock_file) if lock_file else DEFAULT_LOCK,
+        names=[n.strip() for n in names.split(",") if n.strip()] or None,
+        mirror=mirror or None,
+        refresh=refresh,
+    )
+
+
+@task(
+    help={
+        "profile": "profile name (profiles/<name>.yaml) or path to a profile YAML; default k8s-1.17",
+        "mirror": "directory or http(s) base URL holding <mirror>/<host>/<path> copies of the upstream files "
+        "(default: $NODEIMAGE_MIRROR, else upstream)",
+        "lock_file": "the lock file to fetch from (default artifacts.lock.yaml)",
+    }
+)
+@_user_errors
+def fetch(c: Context, profile: str = "k8s-1.17", mirror: str = "", lock_file: str = "") -> None:
+    """Download and verify a profile's artifacts into the cache ($NODEIMAGE_CACHE or ~/.cache/nodeimage)."""
+    from pathlib import Path
+
+    from nodeimage.fetch import fetch_profile
+    from nodeimage.lock import DEFAULT_LOCK
+
+    _debug_from_env(c)
+    lock_path = Path(lock_file) if lock_file else DEFAULT_LOCK
+    for name, path in fetch_profile(profile, lock_path=lock_path, mirror=mirror or None).items():
+        print(f"{name}\t{path}")
