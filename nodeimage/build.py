@@ -271,6 +271,41 @@ def source_date_epoch(lock_path: Path) -> int:
     return int(os.environ.get("SOURCE_DATE_EPOCH", "1609459200"))
 
 
+def packer_variables(
+    *,
+    base_image: Path,
+    work: Path,
+    accelerator: str,
+    cpus: int,
+    memory_mib: int,
+    disk_gib: int,
+    seed_files: Sequence[Path],
+    key: Path,
+    stage: Path,
+    scripts: Sequence[Path] | None = None,
+    ssh_timeout: str = "20m",
+) -> dict[str, object]:
+    """The variable file for packer/node.pkr.hcl; every path absolute, outputs inside ``work``."""
+    return {
+        "base_image": str(base_image.resolve()),
+        "base_checksum": "sha256:" + file_sha256(base_image),
+        "output_directory": str((work / "packer-out").resolve()),
+        "vm_name": IMAGE_NAME,
+        "accelerator": accelerator,
+        "cpus": cpus,
+        "memory": memory_mib,
+        "disk_size": f"{disk_gib}G",
+        "seed_files": [str(p.resolve()) for p in seed_files],
+        "ssh_username": BUILD_USER,
+        "ssh_private_key_file": str(key.resolve()),
+        "ssh_timeout": ssh_timeout,
+        "stage_dir": str(stage.resolve()),
+        "scripts": [str(p) for p in (scripts if scripts is not None else provision_scripts())],
+        "serial_log": str((work / "serial.log").resolve()),
+        "manifest_path": str((work / "packer-manifest.json").resolve()),
+    }
+
+
 def _packer_build(
     profile: Profile,
     packer_info: packer.PackerInfo,
@@ -289,23 +324,17 @@ def _packer_build(
         public = generate_keypair(key, comment="nodeimage-build")
         seed_files = build_seed_files(work, public)
         template = packer.prepare_template(packer_info, work)
-        variables = {
-            "base_image": str(base_image.resolve()),
-            "base_checksum": "sha256:" + file_sha256(base_image),
-            "output_directory": str((work / "packer-out").resolve()),
-            "vm_name": IMAGE_NAME,
-            "accelerator": accelerator,
-            "cpus": profile.vm.cpus,
-            "memory": profile.vm.memory_mib,
-            "disk_size": f"{profile.vm.disk_gib}G",
-            "seed_files": [str(p.resolve()) for p in seed_files],
-            "ssh_username": BUILD_USER,
-            "ssh_private_key_file": str(key.resolve()),
-            "stage_dir": str(stage.resolve()),
-            "scripts": [str(p) for p in provision_scripts()],
-            "serial_log": str((work / "serial.log").resolve()),
-            "manifest_path": str((work / "packer-manifest.json").resolve()),
-        }
+        variables = packer_variables(
+            base_image=base_image,
+            work=work,
+            accelerator=accelerator,
+            cpus=profile.vm.cpus,
+            memory_mib=profile.vm.memory_mib,
+            disk_gib=profile.vm.disk_gib,
+            seed_files=seed_files,
+            key=key,
+            stage=stage,
+        )
         var_file = work / "variables.json"
         var_file.write_text(json.dumps(variables, indent=2))
         packer.validate(packer_info, template, var_file, work)
