@@ -89,6 +89,14 @@ CLOUD_CFG = """\
 datasource_list: [ NoCloud, None ]
 apt:
   preserve_sources_list: true
+# The base has no locales package: C.UTF-8 needs no generation.
+locale: C.UTF-8
+# sudo and kubeadm want the node's own name to resolve.
+manage_etc_hosts: true
+# No DSA, and no grub-pc debconf (the disk's GRUB is not managed by dpkg).
+ssh_genkeytypes: [rsa, ecdsa, ed25519]
+grub_dpkg:
+  enabled: false
 """
 
 INTERFACES = """\
@@ -113,6 +121,19 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=multi-user.target
 """
+
+# Files every base gets, path (relative to the tree) -> content.
+STATIC_FILES: dict[str, str] = {
+    "etc/hostname": "localhost\n",
+    "etc/hosts": "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
+    # The build host's resolver must not leak in; DHCP writes the real one at boot.
+    "etc/resolv.conf": "",
+    "etc/default/locale": "LANG=C.UTF-8\n",
+    "etc/cloud/cloud.cfg.d/90_nodeimage.cfg": CLOUD_CFG,
+    "etc/systemd/system/nodeimage-ssh-hostkeys.service": HOSTKEYS_UNIT,
+    # qemu's PC machine has a floppy controller and no disk: probing it costs boot time and log noise.
+    "etc/modprobe.d/nodeimage-no-floppy.conf": "blacklist floppy\n",
+}
 
 
 def _fstab(fs_uuid: str) -> str:
@@ -181,7 +202,7 @@ def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) ->
 
 def recipe_digest() -> str:
     """A digest of everything in the recipe, so a changed recipe misses the cache."""
-    parts = [str(RECIPE_VERSION), CLOUD_CFG, INTERFACES, HOSTKEYS_UNIT, _fstab("x"), str(DISK_GIB)]
+    parts = [str(RECIPE_VERSION), INTERFACES, _fstab("x"), str(DISK_GIB), json.dumps(STATIC_FILES, sort_keys=True)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -266,15 +287,10 @@ def configure_tree(tree: Path, *, fs_uuid: str) -> None:
     """Make a bootstrapped tree a generalised, cloud-init-ready base (no chroot needed)."""
     etc = tree / "etc"
     _write(etc / "fstab", _fstab(fs_uuid))
-    _write(etc / "hostname", "localhost\n")
-    _write(etc / "hosts", "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n")
-    # The host's resolver must not leak in; DHCP writes the real one at boot.
-    (etc / "resolv.conf").unlink(missing_ok=True)
-    _write(etc / "resolv.conf", "")
-    _write(etc / "cloud" / "cloud.cfg.d" / "90_nodeimage.cfg", CLOUD_CFG)
+    for rel, text in STATIC_FILES.items():
+        _write(tree / rel, text)
     if (etc / "network").is_dir():
         _write(etc / "network" / "interfaces", INTERFACES)
-    _write(etc / "systemd" / "system" / "nodeimage-ssh-hostkeys.service", HOSTKEYS_UNIT)
     wants = etc / "systemd" / "system" / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / "nodeimage-ssh-hostkeys.service"

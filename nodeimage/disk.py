@@ -129,7 +129,7 @@ def _tree_to_disk_bytes(
             _make_fs(tree, raw, tmp, size=size, fs_uuid=fs_uuid, hash_seed=hash_seed, epoch=epoch, label=label)
         with step("Installing GRUB (BIOS) boot code"):
             _install_grub(raw, tmp, size=size, fs_uuid=fs_uuid)
-        with step(f"Converting to qcow2: {out_qcow2}"), atomic_path(out_qcow2) as part:
+        with step(f"Converting to qcow2: {out_qcow2}"), atomic_path(out_qcow2, mode=0o644) as part:
             run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, part], capture=True)
 
 
@@ -234,7 +234,7 @@ def _time_commands(tree: Path, epoch: int) -> Iterator[str]:
         rel = "/" + path.relative_to(tree).as_posix() if path != tree else "/"
         if "\n" in rel or "\r" in rel:
             die(f"file name with a line break cannot be made reproducible: {rel!r}")
-        quoted = '"' + rel.replace('"', '""') + '"'
+        quoted = _dq(rel)
         mtime = min(int(path.lstat().st_mtime), epoch)
         for field, value in (("atime", epoch), ("ctime", epoch), ("mtime", mtime)):
             yield f"set_inode_field {quoted} {field} @{value}"
@@ -398,20 +398,25 @@ class _RawDisk:
 
 def read_file(qcow2: Path, path: str) -> bytes:
     """Read one regular file from the image's root filesystem, without booting or mounting it."""
-    if not path.startswith("/") or "\n" in path or '"' in path:
-        die(f"image path must be absolute and plain, got {path!r}")
+    if not path.startswith("/") or "\n" in path:
+        die(f"image path must be absolute and on one line, got {path!r}")
     with tempfile.TemporaryDirectory(prefix="nodeimage-read-") as tmp_name, _RawDisk(qcow2, Path(tmp_name)) as disk:
         dest = Path(tmp_name) / "file"
         dev = f"{disk.raw}?offset={disk.part.offset}"
-        stat = run(["debugfs", "-R", f'stat "{path}"', dev], capture=True)
+        stat = run(["debugfs", "-R", f"stat {_dq(path)}", dev], capture=True)
         text = stat.stdout.decode(errors="replace")
         if "Type: regular" not in text:
             kind = re.search(r"Type: (\w+)", text)
             die(f"{path} in {qcow2} is not a regular file ({kind.group(1) if kind else 'not found'})")
-        run(["debugfs", "-R", f'dump "{path}" "{dest}"', dev], capture=True)
+        run(["debugfs", "-R", f"dump {_dq(path)} {_dq(str(dest))}", dev], capture=True)
         if not dest.exists():
             die(f"could not read {path} from {qcow2}")
         return dest.read_bytes()
+
+
+def _dq(arg: str) -> str:
+    """Quote one argument for debugfs's command parser (a quote inside is doubled)."""
+    return '"' + arg.replace('"', '""') + '"'
 
 
 def disk_to_tree(qcow2: Path, tree: Path) -> None:
