@@ -245,3 +245,74 @@ def fetch(c: Context, profile: str = "k8s-1.17", mirror: str = "", lock_file: st
     lock_path = Path(lock_file) if lock_file else DEFAULT_LOCK
     for name, path in fetch_profile(profile, lock_path=lock_path, mirror=mirror or None).items():
         print(f"{name}\t{path}")
+
+
+# --- first boot: seeds, local clusters, acceptance (issue 3) ------------------------------------
+
+
+@task(
+    help={
+        "cluster": "cluster name; its secrets live in <state-dir>/<cluster>/ (created by the control-plane seed)",
+        "role": "control-plane (creates the cluster's CA and token) or worker",
+        "name": "node name: hostname and Kubernetes node name (a DNS label)",
+        "ip": "the node's private address, e.g. 192.168.100.10 or 192.168.100.10/24",
+        "control_plane_ip": "the control plane's private address (default: --ip for a control plane; "
+        "a worker takes it from the cluster)",
+        "endpoint": "API server endpoint HOST:PORT (default <control-plane-ip>:6443)",
+        "profile": "profile giving the Kubernetes version, pod and service CIDRs (default k8s-1.17)",
+        "pod_cidr": "override the profile's pod CIDR (becomes Weave's IPALLOC_RANGE)",
+        "out": "directory for user-data, meta-data, network-config and seed.iso "
+        "(default <state-dir>/<cluster>/nodes/<name>)",
+        "state_dir": "where cluster directories live (default build/clusters)",
+        "ssh_key": "public key file authorised for the 'nodeimage' admin user",
+        "nat_nic": "first NIC (DHCP, outbound): interface name or MAC (default ens3)",
+        "private_nic": "second NIC (static --ip): interface name or MAC (default ens4)",
+        "token_file": "file holding a bootstrap token to use instead of a random one (never pass it as an argument)",
+    }
+)
+@_user_errors
+def seed(
+    c: Context,
+    cluster: str,
+    role: str,
+    name: str,
+    ip: str,
+    control_plane_ip: str = "",
+    endpoint: str = "",
+    profile: str = "k8s-1.17",
+    pod_cidr: str = "",
+    out: str = "",
+    state_dir: str = "",
+    ssh_key: str = "",
+    nat_nic: str = "ens3",
+    private_nic: str = "ens4",
+    token_file: str = "",
+) -> None:
+    """Render a node's cloud-init seed (user-data, meta-data, network-config, seed ISO) for a cluster."""
+    from pathlib import Path
+
+    from nodeimage.profiles import load_profile
+    from nodeimage.seed import NodeSpec, seed_node
+
+    _debug_from_env(c)
+    prof = load_profile(profile)
+    iso = seed_node(
+        cluster=cluster,
+        node=NodeSpec(
+            role=role,
+            name=name,
+            ip=ip,
+            nat_nic=nat_nic,
+            private_nic=private_nic,
+            ssh_public_key=Path(ssh_key).read_text().strip() if ssh_key else None,
+        ),
+        kubernetes_version=prof.kubernetes.version,
+        pod_cidr=pod_cidr or prof.kubernetes.pod_cidr,
+        service_cidr=prof.kubernetes.service_cidr,
+        control_plane_ip=control_plane_ip or None,
+        endpoint=endpoint or None,
+        state_dir=Path(state_dir) if state_dir else None,
+        out_dir=Path(out) if out else None,
+        token=Path(token_file).read_text().strip() if token_file else None,
+    )
+    print(iso)
