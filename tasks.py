@@ -316,3 +316,15 @@ def seed(
         token=Path(token_file).read_text().strip() if token_file else None,
     )
     print(iso)
+
+
+@task(help={"build_dir": "the build directory holding build-manifest.json, e.g. build/k8s-1.17"})
+@_user_errors
+def verify(c: Context, build_dir: str = "build/k8s-1.17") -> None:
+    """Check a build's outputs (qcow2, OVA, SBOM) against the sha256 and size in its build-manifest.json."""
+    from pathlib import Path
+
+    from nodeimage.verify import verify_build
+
+    verify_build(Path(build_dir))
+    print(f"{build_dir}: every output matches build-manifest.json")
