@@ -321,7 +321,8 @@ def _http_attempt(ctx: _Context, entry: LockEntry, url: str, part: Path, algorit
         progress = _Progress(entry.label, total, have)
         with open(part, "ab" if have else "wb") as fh:
             try:
-                for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                # read1: whatever has arrived, so bytes before a stall are kept for the resume
+                while chunk := resp.raw.read1(CHUNK, decode_content=False):
                     fh.write(chunk)
                     hasher.update(chunk)
                     ctx.stats.bytes_downloaded += len(chunk)
@@ -449,10 +450,11 @@ def _published_checksum(ctx: _Context, entry: LockEntry) -> str:
     return checksum
 
 
-def _part_path(ctx: _Context, entry: LockEntry) -> Path:
+def part_path(cache: Path, entry: LockEntry) -> Path:
+    """Where an unfinished download of ``entry`` waits to be resumed."""
     # keyed by URL too, so a version bump never resumes the old version's bytes
     urlhash = hashlib.sha256(entry.url.encode()).hexdigest()[:12]
-    return ctx.cache / "partial" / f"{entry.name}-{entry.arch}-{urlhash}.part"
+    return cache / "partial" / f"{entry.name}-{entry.arch}-{urlhash}.part"
 
 
 def _acquire(ctx: _Context, entry: LockEntry, *, refresh: bool = False) -> Path:
@@ -483,7 +485,7 @@ def _acquire(ctx: _Context, entry: LockEntry, *, refresh: bool = False) -> Path:
         )
 
     algorithm = entry.algorithm or "sha256"
-    part = _part_path(ctx, entry)
+    part = part_path(ctx.cache, entry)
     with _exclusive(part.with_suffix(".lock"), entry.label):
         if not refresh and (found := _cached(ctx, entry)):  # another process finished it meanwhile
             ctx.stats.files_reused += 1

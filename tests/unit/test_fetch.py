@@ -43,6 +43,7 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     fail_500: dict[str, int] = field(default_factory=dict)  # path -> how many 500s before serving
     drop: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (body bytes sent, times)
+    stall: dict[str, tuple[float, int]] = field(default_factory=dict)  # path -> (seconds silent mid-body, times)
     ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     url: str = ""
@@ -91,6 +92,18 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        pause, stalls = st.stall.get(self.path, (0.0, 0))
+        if stalls > 0:
+            st.stall[self.path] = (pause, stalls - 1)
+            self.send_response(status)
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body[:1000])
+            self.wfile.flush()
+            time.sleep(pause)
+            self.close_connection = True
+            return
         sent, times = st.drop.get(self.path, (0, 0))
         if times > 0:
             st.drop[self.path] = (sent, times - 1)
@@ -116,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[ServerState]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True  # a handler still sleeping in a stall must not hold up teardown
+    httpd.block_on_close = False
     state = ServerState(url=f"http://127.0.0.1:{httpd.server_address[1]}")
     httpd.state = state  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -274,6 +289,41 @@ def test_server_ignoring_range_gives_a_full_download(server: ServerState, isolat
     result = fetch([e], mirror=server.mirror)
     assert result["tool"].read_bytes() == PAYLOAD
     assert result.stats.bytes_downloaded == 1000 + len(PAYLOAD)
+
+
+def test_stalled_transfer_hits_the_read_timeout_and_resumes(
+    server: ServerState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fetchmod, "READ_TIMEOUT", 0.3)
+    e = entry()
+    server.publish(e.url, PAYLOAD)
+    server.stall[server.mirror_path(e.url)] = (1.5, 1)
+    started = time.monotonic()
+    result = fetch([e], mirror=server.mirror)
+    assert time.monotonic() - started < 1.4  # gave up on the silent server, did not wait it out
+    assert result["tool"].read_bytes() == PAYLOAD
+    assert server.ranges() == [None, "bytes=1000-"]
+
+
+def test_complete_part_is_finished_without_downloading(server: ServerState, isolated: Path) -> None:
+    e = entry()
+    server.publish(e.url, PAYLOAD)
+    part = fetchmod.part_path(isolated, e)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(PAYLOAD)  # as if interrupted between the last byte and the rename
+    result = fetch([e], mirror=server.mirror)
+    assert result["tool"].read_bytes() == PAYLOAD and result.stats.bytes_downloaded == 0
+    assert server.ranges() == [f"bytes={len(PAYLOAD)}-"] and not part.exists()
+
+
+def test_progress_is_a_line_per_tenth_not_per_chunk(capsys: pytest.CaptureFixture[str]) -> None:
+    total = 100 << 20
+    progress = fetchmod._Progress("big", total)
+    for _ in range(100):
+        progress.update(1 << 20)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10
+    assert re.search(r"big: 100\.0 MiB / 100\.0 MiB \(100 %\) at [\d.]+ \w+/s", lines[-1])
 
 
 def test_500_once_is_retried(server: ServerState, capsys: pytest.CaptureFixture[str]) -> None:
