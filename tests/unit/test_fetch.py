@@ -250,9 +250,7 @@ def test_damaged_cache_file_is_downloaded_again(server: ServerState, isolated: P
 # --- resume, retries -----------------------------------------------------------------------------
 
 
-def test_resume_after_dropped_connection(
-    server: ServerState, isolated: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_after_dropped_connection(server: ServerState, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fetchmod, "ATTEMPTS", 2)
     e = entry()
     server.publish(e.url, PAYLOAD)
