@@ -2,7 +2,7 @@
 
 Run it against an image with testinfra's ``--hosts``:
 
-    pytest tests/acceptance --hosts=chroot:///mnt/img                      # un-booted image tree
+    pytest tests/acceptance --connection=chroot --hosts=/mnt/img         # un-booted image tree
     pytest tests/acceptance --hosts=ssh://ubuntu@10.0.0.5 --sudo --booted  # a booted node
 
 Expected versions come from this checkout (``profiles/<name>.yaml`` and
@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if not target:
             item.add_marker(
-                pytest.mark.skip(reason="no image given: pass --hosts=chroot:///mnt/img or ssh://user@host")
+                pytest.mark.skip(reason="no image given: pass --connection=chroot --hosts=/mnt/img, or --hosts=ssh://user@host")
             )
         elif standins and item.get_closest_marker("needs_upstream"):
             item.add_marker(pytest.mark.skip(reason=STANDIN_REASON))
