@@ -523,10 +523,10 @@ def _acquire(ctx: _Context, entry: LockEntry, *, refresh: bool = False) -> Path:
     ctx.stats.files_downloaded += 1
 
     if entry.checksum is None or changed:
-        what = "changed and was re-recorded" if changed else "was trusted on first use"
+        what = "changed; the new digest was recorded" if changed else "was trusted on first use and recorded"
         warn(
             f"{entry.label}: no published digest; {got} ({size} bytes) {what} in {ctx.lock_path}. "
-            f"Review it (e.g. compare with another download) before committing the lock."
+            f"Review it (e.g. compare with a download from another network) before committing the lock."
         )
         if ctx.mirror and _is_url_mirror(ctx.mirror) and ctx.mirror.startswith("http://"):
             warn(f"{entry.label}: that digest came over plain http from {ctx.mirror}")
