@@ -6,12 +6,11 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 INVOKE  := $(VENV)/bin/invoke
 PROFILE ?= k8s-1.17
-APT_PACKAGES := $(shell grep -v '^\s*\#' deps/apt-packages.txt | tr '\n' ' ')
 
 .PHONY: help deps venv doctor build test test-fast lint bench clean
 
 help:
-	@echo "make deps      install the Debian packages nodeimage needs (root)"
+	@echo "make deps      install the missing Debian packages of deps/apt-packages.txt (root)"
 	@echo "make build     build the $(PROFILE) image (invoke build)"
 	@echo "make test      run every test: lint, unit, integration, e2e build + boot"
 	@echo "make test-fast run lint, unit and integration tests only"
@@ -20,8 +19,7 @@ help:
 	@echo "make clean     remove build outputs"
 
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES)
+	bash deps/install.sh
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,16 +29,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-doctor: venv
+doctor: deps venv
 	$(INVOKE) doctor
 
-build: venv
+build: deps venv
 	$(INVOKE) build --profile $(PROFILE)
 
-test: venv
+test: deps venv
 	$(INVOKE) test
 
-test-fast: venv
+test-fast: deps venv
 	$(INVOKE) test --fast
 
 lint: venv
