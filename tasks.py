@@ -183,7 +183,7 @@ def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
 )
 @_user_errors
 def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: int = 0, memory: int = 0) -> None:
-    """Package an existing qcow2 as a reproducible OVA (OVF, .mf, streamOptimized VMDK)."""
+    """Package an existing qcow2 as a reproducible OVA."""
     from pathlib import Path
 
     from nodeimage.ova import ova_from_profile
@@ -321,10 +321,58 @@ def seed(
 @task(help={"build_dir": "the build directory holding build-manifest.json, e.g. build/k8s-1.17"})
 @_user_errors
 def verify(c: Context, build_dir: str = "build/k8s-1.17") -> None:
-    """Check a build's outputs (qcow2, OVA, SBOM) against the sha256 and size in its build-manifest.json."""
+    """Check a build's outputs against its build-manifest.json."""
     from pathlib import Path
 
     from nodeimage.verify import verify_build
 
     verify_build(Path(build_dir))
     print(f"{build_dir}: every output matches build-manifest.json")
+
+
+@task(
+    help={
+        "profile": "profile to build twice (default k8s-1.17)",
+        "out": "where the two builds go: <out>/a and <out>/b (default build/repro)",
+        "formats": "output formats to build and compare (default qcow2,ova)",
+        "mirror": "mirror directory or base URL for the artifacts (default $NODEIMAGE_MIRROR)",
+        "lock_file": "lock file to build from (default artifacts.lock.yaml)",
+        "suite": "also run the image suite in each build",
+        "compare": "only compare two existing build directories, given as 'DIR_A,DIR_B'; builds nothing",
+    }
+)
+@_user_errors
+def repro(
+    c: Context,
+    profile: str = "k8s-1.17",
+    out: str = "build/repro",
+    formats: str = "qcow2,ova",
+    mirror: str = "",
+    lock_file: str = "",
+    suite: bool = False,
+    compare: str = "",
+) -> None:
+    """Build twice and report identical digests or what differs."""
+    from pathlib import Path
+
+    from nodeimage.fsutil import atomic_write
+    from nodeimage.repro import build_twice, compare_builds
+
+    if compare:
+        dir_a, _, dir_b = compare.partition(",")
+        if not dir_a or not dir_b:
+            raise Exit(f"error: --compare takes two build directories as 'DIR_A,DIR_B', got {compare!r}", code=2)
+        report = compare_builds(Path(dir_a), Path(dir_b))
+    else:
+        report = build_twice(
+            profile,
+            out_root=Path(out),
+            formats=formats,
+            mirror=mirror or os.environ.get("NODEIMAGE_MIRROR") or None,
+            lock_file=Path(lock_file) if lock_file else None,
+            run_suite=suite,
+        )
+        atomic_write(Path(out) / "repro-report.txt", report.render())
+    print(report.render(), end="")
+    if not report.identical:
+        raise Exit("error: the two builds differ (see above)", code=1)
