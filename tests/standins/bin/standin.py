@@ -19,7 +19,9 @@ import time
 TOOL = "@TOOL@"
 KIND = "@KIND@"
 VERSION = "@VERSION@"  # as pinned in the lock, e.g. v1.17.17 or 1.12.1
-LOG_DIR = "/var/log/nodeimage-standins"
+# Tests of the stand-ins themselves set NODEIMAGE_STANDIN_ROOT to keep every file they write under a scratch dir.
+ROOT = os.environ.get("NODEIMAGE_STANDIN_ROOT", "")
+LOG_DIR = ROOT + "/var/log/nodeimage-standins"
 
 
 def bare(version):
@@ -126,8 +128,8 @@ def kubeadm(args):
         if config:
             copy_to_log(config, f"kubeadm-{sub}-config.yaml")
         if sub == "init":
-            write("/etc/kubernetes/admin.conf", "# nodeimage test stand-in: not a kubeconfig\n", 0o600)
-        write("/var/lib/kubelet/config.yaml", "# nodeimage test stand-in: not a KubeletConfiguration\n")
+            write(ROOT + "/etc/kubernetes/admin.conf", "# nodeimage test stand-in: not a kubeconfig\n", 0o600)
+        write(ROOT + "/var/lib/kubelet/config.yaml", "# nodeimage test stand-in: not a KubeletConfiguration\n")
         return 0
     return 0
 
@@ -171,7 +173,7 @@ def crio(args):
         return 0
     if subcommand(args) is not None:
         return 0  # config, wipe, ...: recorded, nothing done
-    sock_path = "/var/run/crio/crio.sock"
+    sock_path = ROOT + "/var/run/crio/crio.sock"
     os.makedirs(os.path.dirname(sock_path), exist_ok=True)
     if os.path.exists(sock_path):
         os.unlink(sock_path)
