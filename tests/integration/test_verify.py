@@ -155,3 +155,89 @@ def test_sbom_of_a_real_disk(tmp_path: Path) -> None:
     first = out.read_bytes()
     write_sbom(image, entries, out, profile="k8s-1.17", epoch=1609459200)
     assert out.read_bytes() == first
+
+
+# --- reproducibility report (nodeimage.repro) --------------------------------------------------------
+
+FS_UUID = "0b7d9c1e-4a51-4a1c-9d0e-6e6f64650002"
+
+
+def _fake_build(root: Path, side: str, machine_id: str, mode: int) -> Path:
+    """A build directory with a real qcow2 and OVA made from a small tree, and its manifest."""
+    from nodeimage.disk import tree_to_disk
+    from nodeimage.ova import write_ova
+
+    tree = root / f"tree-{side}"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "boot/grub").mkdir(parents=True)
+    (tree / "boot/grub/grub.cfg").write_text(f"search --fs-uuid --set=root {FS_UUID}\n")
+    (tree / "etc/machine-id").write_text(machine_id)
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    (tree / "etc/hosts").chmod(mode)
+    for p in [tree, *tree.rglob("*")]:
+        os.utime(p, (1600000000, 1600000000), follow_symlinks=False)
+    d = root / side / "k8s-1.17"
+    d.mkdir(parents=True)
+    tree_to_disk(tree, d / "node.qcow2", size_gib=1, fs_uuid=FS_UUID, hash_seed=FS_UUID, epoch=1609459200)
+    write_ova(d / "node.qcow2", d / "node.ova", name="n", cpus=2, memory_mib=2048, product={"profile": "p"}, epoch=1)
+    outputs = [_record(d / "node.qcow2", "qcow2"), _record(d / "node.ova", "ova")]
+    (d / "build-manifest.json").write_text(json.dumps({"profile": "k8s-1.17", "inputs": [], "outputs": outputs}))
+    return d
+
+
+def _need_disk_tools() -> None:
+    for prog in ("qemu-img", "mkfs.ext4", "debugfs", "grub-mkimage"):
+        if shutil.which(prog) is None:
+            pytest.skip(f"{prog} not installed (make deps)")
+
+
+def test_repro_identical_builds(tmp_path: Path) -> None:
+    _need_disk_tools()
+    from nodeimage.repro import compare_builds
+
+    a = _fake_build(tmp_path, "a", "0123\n", 0o644)
+    b = _fake_build(tmp_path, "b", "0123\n", 0o644)
+    report = compare_builds(a, b)
+    assert report.identical, report.render()
+    assert report.render().endswith("IDENTICAL: every output has the same sha256\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="extracting a disk's files needs root (loop mount)")
+def test_repro_names_each_differing_file(tmp_path: Path) -> None:
+    _need_disk_tools()
+    from nodeimage.repro import compare_builds
+
+    a = _fake_build(tmp_path, "a", "0123\n", 0o644)
+    b = _fake_build(tmp_path, "b", "4567\n", 0o600)
+    report = compare_builds(a, b)
+    assert not report.identical
+    diffs = {d.path: d.changes for d in report.file_diffs["node.qcow2"]}
+    assert set(diffs) == {"/etc/machine-id", "/etc/hosts"}
+    assert diffs["/etc/hosts"] == ("mode 0644 != 0600",)
+    assert diffs["/etc/machine-id"][0].startswith("content sha256 ")
+    text = report.render()
+    assert "DIFFERS    node.qcow2 (qcow2)" in text
+    assert "DIFFERS    node.ova (ova)" in text
+    assert "member n-disk1.vmdk: qemu-img compare says the disk content is different" in text
+    assert text.endswith("NOT REPRODUCIBLE\n")
+    if shutil.which("diffoscope"):
+        assert "-0123" in report.detail["node.qcow2"] and "+4567" in report.detail["node.qcow2"]
+    assert not list(tmp_path.glob("a/.nodeimage-repro-*"))  # scratch trees removed
+
+
+def test_repro_container_only_difference(tmp_path: Path) -> None:
+    """Same guest bytes in a differently laid-out qcow2: reported as such, without extracting trees."""
+    _need_disk_tools()
+    from nodeimage.repro import compare_builds
+
+    a = _fake_build(tmp_path, "a", "0123\n", 0o644)
+    b = tmp_path / "b" / "k8s-1.17"
+    b.mkdir(parents=True)
+    # Compressed clusters: same guest-visible content, different file.
+    subprocess.run(["qemu-img", "convert", "-c", "-O", "qcow2", a / "node.qcow2", b / "node.qcow2"], check=True)
+    (b / "build-manifest.json").write_text(json.dumps({"outputs": [_record(b / "node.qcow2", "qcow2")]}))
+    (a / "build-manifest.json").write_text(json.dumps({"outputs": [_record(a / "node.qcow2", "qcow2")]}))
+    report = compare_builds(a, b)
+    assert not report.identical
+    assert "only the qcow2 container (cluster layout) differs" in report.render()
+    assert "node.qcow2" not in report.file_diffs
