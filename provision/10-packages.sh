@@ -16,6 +16,11 @@ main() {
   mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "${PACKAGE_LIST}")
   ((${#packages[@]} > 0)) || die "package list ${PACKAGE_LIST} is empty"
   export DEBIAN_FRONTEND=noninteractive
+  if booted && command -v cloud-init >/dev/null; then
+    # The build VM's own first boot may still be installing or updating packages.
+    info "waiting for cloud-init to finish"
+    cloud-init status --wait >/dev/null || warn "cloud-init finished with errors (see cloud-init status --long)"
+  fi
   apt_get update
   apt_get install -y --no-install-recommends "${packages[@]}"
   info "installed: ${packages[*]}"

@@ -46,7 +46,7 @@ main() {
   if booted; then
     modprobe overlay
     modprobe br_netfilter
-    sysctl --quiet --system
+    sysctl --quiet --load "${SYSCTL_FILE}"
   else
     info "not booted (chroot build): modules and sysctls take effect on first boot"
   fi

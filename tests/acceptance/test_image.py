@@ -229,6 +229,12 @@ def test_sysctl_persisted(host: Any, key: str):
     assert settings.get(key) == "1"
 
 
+def test_iptables_uses_legacy_backend(host: Any):
+    """kube-proxy 1.17 writes legacy iptables rules; mixing backends breaks Service routing."""
+    out = host.run("iptables --version")
+    assert out.rc == 0 and "(legacy)" in out.stdout, out.stdout + out.stderr
+
+
 def test_no_swap_in_fstab(host: Any):
     fstab = host.file("/etc/fstab").content_string if host.file("/etc/fstab").exists else ""
     active = [ln for ln in fstab.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
@@ -328,6 +334,14 @@ def test_no_ssh_host_keys(host: Any):
 def test_no_build_user(host: Any):
     assert not host.user(BUILD_USER).exists
     assert not host.file(f"/home/{BUILD_USER}").exists
+
+
+def test_no_build_user_in_account_or_sudo_files(host: Any):
+    files = "/etc/passwd /etc/group /etc/shadow /etc/gshadow /etc/sudoers /etc/sudoers.d"
+    out = host.run(f"grep -rlw {BUILD_USER} {files}")
+    if out.rc == 2 and "ermission denied" in out.stderr:
+        pytest.skip("cannot read /etc/shadow or /etc/sudoers.d: run with --sudo")
+    assert out.stdout.strip() == "", f"{BUILD_USER} still named in: {out.stdout.split()}"
 
 
 def test_no_build_cloud_init_instance(host: Any):
