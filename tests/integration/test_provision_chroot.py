@@ -8,8 +8,10 @@ a tampered artifact stops 00-verify naming it and nothing is installed; every
 step succeeds and a second run leaves the same files; the acceptance suite
 passes on the result (chroot mode, stand-ins).
 
-Slow (mmdebstrap, apt from the mirror): marked e2e. Set NODEIMAGE_TEST_CACHE to
-a directory to keep the base tarball between runs.
+The chroot run is slow (mmdebstrap, apt from the mirror) and marked e2e; set
+NODEIMAGE_TEST_CACHE to a directory to keep the base tarball between runs. The
+checks of 00-verify.sh and lib.sh at the end run on a scratch stage directly
+(they read the stage and write only inside it) and are fast.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "standins"))
 from make_standins import make_standins  # noqa: E402
-
-pytestmark = pytest.mark.e2e
 
 PROFILE = "k8s-1.17-debian12"
 MIRROR = "http://deb.debian.org/debian"
@@ -222,6 +222,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
         subprocess.run(["umount", "--lazy", str(root / "proc")], check=False)
 
 
+@pytest.mark.e2e
 def test_tampered_artifact_stops_verification(provisioned: Provisioned):
     out = provisioned.tamper
     assert out.returncode != 0, "00-verify.sh accepted a tampered artifact"
@@ -229,10 +230,12 @@ def test_tampered_artifact_stops_verification(provisioned: Provisioned):
     assert "expected sha512:" in out.stderr and "actual   sha512:" in out.stderr
 
 
+@pytest.mark.e2e
 def test_tampered_artifact_installs_nothing(provisioned: Provisioned):
     assert provisioned.tamper_changes == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("step", STEPS)
 def test_step_succeeds(provisioned: Provisioned, step: str):
     run = provisioned.runs.get(step)
@@ -240,6 +243,7 @@ def test_step_succeeds(provisioned: Provisioned, step: str):
     assert run.first.returncode == 0, f"{step} failed:\n{run.first.stdout}\n{run.first.stderr}"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("step", STEPS)
 def test_step_is_idempotent(provisioned: Provisioned, step: str):
     run = provisioned.runs.get(step)
@@ -248,8 +252,84 @@ def test_step_is_idempotent(provisioned: Provisioned, step: str):
     assert run.changes == [], f"{step} changed the tree on its second run:\n" + "\n".join(run.changes[:40])
 
 
+@pytest.mark.e2e
 def test_acceptance_suite_passes_on_the_tree(provisioned: Provisioned):
     out = provisioned.acceptance
     assert out is not None, "not run: a provision step failed"
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     assert " passed" in out.stdout
+
+
+# --- fast: 00-verify.sh and lib.sh on a scratch stage (they only read it and write inside it) -----
+
+
+@pytest.fixture
+def scratch_stage(tmp_path: Path) -> tuple[Path, dict]:
+    _need(os.geteuid() == 0, "the steps require root")
+    profile = yaml.safe_load((REPO / "profiles" / f"{PROFILE}.yaml").read_text())
+    lock_path, _ = make_standins(REPO / "artifacts.lock.yaml", tmp_path / "standins", profile["arch"])
+    build = build_json(lock_path, profile)
+    root = tmp_path / "root"
+    stage(root, tmp_path / "standins", build)
+    return root / STAGE, build
+
+
+def run_on_stage(stage_dir: Path, script: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NODEIMAGE_STAGE": str(stage_dir)}
+    return subprocess.run(["bash", str(stage_dir / script)], env=env, capture_output=True, text=True)
+
+
+def test_verify_accepts_good_artifacts_and_marks_the_stage(scratch_stage):
+    stage_dir, build = scratch_stage
+    out = run_on_stage(stage_dir, "00-verify.sh")
+    assert out.returncode == 0, out.stderr
+    mark = (stage_dir / "verified").read_text()
+    for component in build["components"].values():
+        assert f"{component['checksum']}  {component['file']}" in mark
+
+
+def test_verify_names_mismatch_and_leaves_no_mark(scratch_stage):
+    stage_dir, build = scratch_stage
+    (stage_dir / "verified").write_text("stale\n")
+    target = stage_dir / build["components"]["crictl"]["file"]
+    target.write_bytes(target.read_bytes() + b"x")
+    out = run_on_stage(stage_dir, "00-verify.sh")
+    assert out.returncode != 0
+    actual = hashlib.sha256(target.read_bytes()).hexdigest()
+    assert "artifact crictl (artifacts/crictl-v1.17.0-linux-amd64.tar.gz): checksum mismatch" in out.stderr
+    assert f"expected {build['components']['crictl']['checksum']}" in out.stderr
+    assert f"actual   sha256:{actual}" in out.stderr
+    assert not (stage_dir / "verified").exists()
+
+
+def test_verify_names_missing_artifact(scratch_stage):
+    stage_dir, build = scratch_stage
+    (stage_dir / build["components"]["conmon"]["file"]).unlink()
+    out = run_on_stage(stage_dir, "00-verify.sh")
+    assert out.returncode != 0 and "artifact conmon: file" in out.stderr and "is missing" in out.stderr
+
+
+def test_verify_refuses_unrecorded_digest(scratch_stage):
+    stage_dir, build = scratch_stage
+    build["components"]["cri-o"]["checksum"] = None
+    (stage_dir / "build.json").write_text(json.dumps(build))
+    out = run_on_stage(stage_dir, "00-verify.sh")
+    assert out.returncode != 0 and "component cri-o" in out.stderr and "invoke lock" in out.stderr
+
+
+def test_install_steps_refuse_unverified_stage(scratch_stage):
+    stage_dir, _ = scratch_stage
+    env = {**os.environ, "NODEIMAGE_STAGE": str(stage_dir)}
+    out = subprocess.run(
+        ["bash", "-c", f"source {stage_dir}/lib.sh && require_verified"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0 and "run 00-verify.sh first" in out.stderr
+
+
+def test_build_get_names_missing_key(scratch_stage):
+    stage_dir, _ = scratch_stage
+    env = {**os.environ, "NODEIMAGE_STAGE": str(stage_dir)}
+    script = f"source {stage_dir}/lib.sh && component_version cri-o && component_version containerd"
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert out.stdout == "v1.17.2\n"
+    assert out.returncode != 0 and "components.containerd" in out.stderr
