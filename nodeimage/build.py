@@ -216,7 +216,6 @@ def build(
 
     with state.phase("base", f"base image ({profile.base.source}: {profile.base.distro} {profile.base.release})"):
         base_image = resolve_base(profile, files, out_root)
-        info(f"base image: {base_image}")
 
     with state.phase("probe", "probing the accelerator"):
         report = accel.probe()
