@@ -376,3 +376,119 @@ def repro(
     print(report.render(), end="")
     if not report.identical:
         raise Exit("error: the two builds differ (see above)", code=1)
+
+
+@task(
+    help={
+        "workers": "number of worker VMs besides the control plane (0-8)",
+        "image": "node image to boot (never modified: each VM runs on an overlay); default build/<profile>/node.qcow2",
+        "cluster": "cluster name (its secrets, seeds and state live in <state-dir>/<cluster>/)",
+        "profile": "profile giving the Kubernetes version and CIDRs (default k8s-1.17)",
+        "network": "private network of the nodes (default 192.168.100.0/24; control plane .10, workers .11…)",
+        "state_dir": "where cluster directories live (default build/clusters)",
+        "accel": "kvm or tcg (default: probe whether KVM really runs a guest)",
+        "no_wait": "return once the VMs are started, without waiting for SSH and first boot",
+    }
+)
+@_user_errors
+def up(
+    c: Context,
+    workers: int = 1,
+    image: str = "",
+    cluster: str = "local",
+    profile: str = "k8s-1.17",
+    network: str = "192.168.100.0/24",
+    state_dir: str = "",
+    accel: str = "",
+    no_wait: bool = False,
+) -> None:
+    """Boot a local cluster (1 control plane + N workers) from a node image under qemu."""
+    from pathlib import Path
+
+    from nodeimage.cluster import up as cluster_up
+    from nodeimage.profiles import load_profile
+
+    _debug_from_env(c)
+    prof = load_profile(profile)
+    cluster_up(
+        wait=not no_wait,
+        cluster=cluster,
+        image=Path(image) if image else Path("build") / prof.name / "node.qcow2",
+        workers=workers,
+        kubernetes_version=prof.kubernetes.version,
+        pod_cidr=prof.kubernetes.pod_cidr,
+        service_cidr=prof.kubernetes.service_cidr,
+        network=network,
+        state_dir=Path(state_dir) if state_dir else None,
+        accel=accel or None,
+        cpus=prof.vm.cpus,
+        memory_mib=prof.vm.memory_mib,
+    )
+
+
+@task(
+    help={
+        "cluster": "cluster name (default local)",
+        "state_dir": "where cluster directories live (default build/clusters)",
+        "purge": "also delete the cluster's secrets, seeds and kubeconfig",
+    }
+)
+@_user_errors
+def down(c: Context, cluster: str = "local", state_dir: str = "", purge: bool = False) -> None:
+    """Stop a local cluster's VMs and private network and free their ports and overlays."""
+    from pathlib import Path
+
+    from nodeimage.cluster import down as cluster_down
+
+    _debug_from_env(c)
+    cluster_down(cluster=cluster, state_dir=Path(state_dir) if state_dir else None, purge=purge)
+
+
+@task(
+    help={
+        "hosts": "comma-separated testinfra hosts, e.g. ssh://ubuntu@10.0.0.5,ssh://ubuntu@10.0.0.6",
+        "cluster": "take hosts, SSH key and kubeconfig from a cluster started with `invoke up`",
+        "kubeconfig": "admin kubeconfig: enables the cluster layer (nodes Ready, Weave, runc and kata pods)",
+        "ssh_key": "private key for the SSH hosts",
+        "ssh_config": "ssh_config file for the SSH hosts",
+        "standins": "the image was built from test stand-ins: skip checks that need real upstream binaries",
+        "state_dir": "where cluster directories live (default build/clusters)",
+        "pytest_args": "extra pytest arguments, e.g. '-k firstboot -x'",
+    }
+)
+@_user_errors
+def acceptance(
+    c: Context,
+    hosts: str = "",
+    cluster: str = "",
+    kubeconfig: str = "",
+    ssh_key: str = "",
+    ssh_config: str = "",
+    standins: bool = False,
+    state_dir: str = "",
+    pytest_args: str = "",
+) -> None:
+    """Run the acceptance suite (image, first-boot and cluster layers) against booted nodes."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nodeimage.cluster import acceptance_command
+
+    _debug_from_env(c)
+    cmd, env = acceptance_command(
+        hosts=[h for h in hosts.split(",") if h],
+        cluster=cluster or None,
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        ssh_key=Path(ssh_key) if ssh_key else None,
+        ssh_config=Path(ssh_config) if ssh_config else None,
+        standins=standins,
+        state_dir=Path(state_dir) if state_dir else None,
+        extra=shlex.split(pytest_args),
+        python=sys.executable,
+    )
+    print("+ " + shlex.join(cmd), file=sys.stderr)
+    rc = subprocess.run(cmd, env=env, check=False).returncode
+    if rc != 0:
+        raise Exit(f"acceptance suite failed (pytest exit code {rc})", code=rc)

@@ -268,6 +268,8 @@ def kubeadm_documents(node: NodeSpec, params: ClusterParams, secrets: ClusterSec
             "kubernetesVersion": params.kubernetes_version,
             "controlPlaneEndpoint": params.endpoint,
             "networking": {"podSubnet": params.pod_cidr, "serviceSubnet": params.service_cidr},
+            # 127.0.0.1: `invoke up` forwards a local port to the API server for kubectl on the host
+            "apiServer": {"certSANs": ["127.0.0.1"]},
         },
         {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": "systemd"},
     ]

@@ -152,6 +152,7 @@ class VMSpec:
     private_mac: str | None = None
     nat_mac: str | None = None
     overlay_size: str | None = None  # e.g. "20G": grow the overlay beyond the image's size
+    forwards: tuple[tuple[int, int], ...] = ()  # extra (host port on 127.0.0.1, guest port) TCP forwards
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,8 @@ def qemu_command(
         "-monitor", f"unix:{monitor},server=on,wait=off",
         "-drive", f"file={overlay},if=virtio,format=qcow2",
         "-device", "virtio-rng-pci",
-        "-netdev", f"user,id=nat,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        "-netdev", f"user,id=nat,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        + "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in spec.forwards),
         "-device", "virtio-net-pci,netdev=nat" + (f",mac={spec.nat_mac}" if spec.nat_mac else ""),
     ]  # fmt: skip
     if spec.accel == "kvm":

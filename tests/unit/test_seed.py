@@ -29,6 +29,7 @@ V1BETA2_FIELDS = {
     "bootstrapToken": {"token", "apiServerEndpoint", "caCertHashes", "unsafeSkipCAVerification"},
     "networking": {"serviceSubnet", "podSubnet", "dnsDomain"},
     "localAPIEndpoint": {"advertiseAddress", "bindPort"},
+    "apiServer": {"certSANs", "extraArgs", "extraVolumes", "timeoutForControlPlane"},
 }  # fmt: skip
 
 
@@ -78,6 +79,7 @@ def test_control_plane_seed(tmp_path: Path) -> None:
     assert cluster["kubernetesVersion"] == "v1.17.17"
     assert cluster["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}
     assert cluster["controlPlaneEndpoint"] == "192.168.100.10:6443"
+    assert cluster["apiServer"] == {"certSANs": ["127.0.0.1"]}
     assert docs["KubeletConfiguration"] == {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",

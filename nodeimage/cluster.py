@@ -1,0 +1,421 @@
+"""Local clusters: one control plane and N workers booted from a node image under qemu.
+
+``up`` renders each node's seed (the cluster's secrets are made once), starts
+a private network and the VMs on overlays of the image (which is never
+written), waits for SSH, then for each node's first boot to end, and copies
+the admin kubeconfig out once the control plane's bootstrap succeeded.
+What is running is recorded in ``<cluster dir>/state.json`` so that ``down``
+(another process, later) can stop exactly that and free everything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodeimage import vm
+from nodeimage.fsutil import atomic_write
+from nodeimage.log import die, info, step, warn
+from nodeimage.secrets import cluster_dir, create_cluster
+from nodeimage.seed import ADMIN_USER, API_PORT, NodeSpec, cluster_params, seed_node
+from nodeimage.sshkey import generate_keypair
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_NETWORK = "192.168.100.0/24"
+FIRST_HOST = 10  # control plane .10, workers .11, .12, ...
+MAX_WORKERS = 8
+SUCCESS = "/run/nodeimage/bootstrap-success.complete"
+FAILURE = "/run/nodeimage/bootstrap-failure"
+BOOTSTRAP_LOG = "/var/log/nodeimage-bootstrap.log"
+
+
+@dataclass
+class NodeState:
+    name: str
+    role: str
+    ip: str
+    vm: vm.VM
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "role": self.role, "ip": self.ip, "vm": self.vm.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NodeState:
+        return cls(name=data["name"], role=data["role"], ip=data["ip"], vm=vm.VM.from_dict(data["vm"]))
+
+
+@dataclass
+class ClusterState:
+    """What ``up`` started; the file ``down`` reads."""
+
+    cluster: str
+    directory: Path
+    image: Path
+    accel: str
+    ssh_key: Path
+    net: vm.PrivateNet | None = None
+    nodes: list[NodeState] = field(default_factory=list)
+    kubeconfig: Path | None = None
+    api_port: int | None = None  # 127.0.0.1:<api_port> on this machine reaches the API server
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "state.json"
+
+    def save(self) -> None:
+        data = {
+            "cluster": self.cluster,
+            "image": str(self.image),
+            "accel": self.accel,
+            "ssh_key": str(self.ssh_key),
+            "user": ADMIN_USER,
+            "net": self.net.to_dict() if self.net else None,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
+            "api_port": self.api_port,
+        }
+        atomic_write(self.state_file, json.dumps(data, indent=2) + "\n", mode=0o600)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterState | None:
+        path = directory / "state.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(
+            cluster=data["cluster"],
+            directory=directory,
+            image=Path(data["image"]),
+            accel=data["accel"],
+            ssh_key=Path(data["ssh_key"]),
+            net=vm.PrivateNet.from_dict(data["net"]) if data.get("net") else None,
+            nodes=[NodeState.from_dict(n) for n in data["nodes"]],
+            kubeconfig=Path(data["kubeconfig"]) if data.get("kubeconfig") else None,
+            api_port=data.get("api_port"),
+        )
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def ssh(self, node: NodeState) -> list[str]:
+        return vm.ssh_command(node.vm, user=ADMIN_USER, key=self.ssh_key)
+
+    def testinfra_hosts(self) -> list[str]:
+        return [f"ssh://{ADMIN_USER}@127.0.0.1:{n.vm.ssh_port}" for n in self.nodes]
+
+
+def node_addresses(network: str, workers: int) -> list[tuple[str, str, str]]:
+    """(name, role, ip/prefix) for the control plane and ``workers`` workers."""
+    try:
+        net = ipaddress.IPv4Network(network, strict=True)
+    except ValueError as exc:
+        die(f"invalid cluster network {network!r}: {exc}", hint="use an IPv4 CIDR such as 192.168.100.0/24")
+    if not 0 <= workers <= MAX_WORKERS:
+        die(f"invalid number of workers {workers}", hint=f"use 0 to {MAX_WORKERS} (each is a VM on this machine)")
+    hosts = list(net.hosts())
+    if len(hosts) < FIRST_HOST + workers:
+        die(f"cluster network {network} is too small for {workers} workers", hint="use a /24")
+    nodes = [("cp", "control-plane", f"{hosts[FIRST_HOST - 1]}/{net.prefixlen}")]
+    nodes += [(f"worker-{i}", "worker", f"{hosts[FIRST_HOST - 1 + i]}/{net.prefixlen}") for i in range(1, workers + 1)]
+    return nodes
+
+
+def _alive(state: ClusterState) -> list[NodeState]:
+    return [n for n in state.nodes if vm.is_running(n.vm.pid)]
+
+
+def start(
+    *,
+    cluster: str,
+    image: Path,
+    workers: int,
+    kubernetes_version: str,
+    pod_cidr: str,
+    service_cidr: str,
+    network: str = DEFAULT_NETWORK,
+    state_dir: Path | None = None,
+    accel: str | None = None,
+    cpus: int = 2,
+    memory_mib: int = 2048,
+) -> ClusterState:
+    """Render seeds and start the private network and every VM; no waiting. Stops what it started on failure."""
+    directory = cluster_dir(cluster, state_dir)
+    image = Path(image).resolve()
+    if not image.is_file():
+        die(f"node image not found: {image}", hint="build one with `invoke build` or pass --image PATH")
+    addresses = node_addresses(network, workers)
+    previous = ClusterState.load(directory)
+    if previous is not None and _alive(previous):
+        die(
+            f"cluster {cluster!r} is already up ({len(_alive(previous))} VMs running)",
+            hint=f"`invoke down --cluster {cluster}` first",
+        )
+    if accel is None:
+        from nodeimage.accel import probe
+
+        report = probe()
+        accel = report.accelerator
+        info(f"accelerator: {accel} ({report.reason})")
+
+    cp_ip = addresses[0][2]
+    params = cluster_params(
+        cluster,
+        kubernetes_version=kubernetes_version,
+        pod_cidr=pod_cidr,
+        service_cidr=service_cidr,
+        control_plane_ip=cp_ip,
+    )
+    with step(f"rendering seeds for cluster {cluster} ({len(addresses)} nodes)"):
+        create_cluster(directory, params)  # or reuse it, when the parameters are the same
+        key = directory / "ssh" / "id_ed25519"
+        if not key.is_file():
+            key.parent.mkdir(mode=0o700, exist_ok=True)
+            generate_keypair(key, comment=f"nodeimage-{cluster}")
+        public = key.with_name(key.name + ".pub").read_text().strip()
+        seeds = []
+        for name, role, ip in addresses:
+            macs = (vm.mac_for(f"{cluster}-{name}", 0), vm.mac_for(f"{cluster}-{name}", 1))
+            node = NodeSpec(role=role, name=name, ip=ip, nat_nic=macs[0], private_nic=macs[1], ssh_public_key=public)
+            iso = seed_node(
+                cluster=cluster,
+                node=node,
+                kubernetes_version=kubernetes_version,
+                pod_cidr=pod_cidr,
+                service_cidr=service_cidr,
+                control_plane_ip=cp_ip if role == "control-plane" else None,
+                state_dir=state_dir,
+            )
+            seeds.append((name, role, ip.split("/")[0], iso, macs))
+
+    state = ClusterState(cluster=cluster, directory=directory, image=image, accel=accel, ssh_key=key)
+    state.api_port = vm.free_tcp_port()
+    try:
+        with step(f"starting {len(seeds)} VMs ({accel}) on a private network {network}"):
+            state.net = vm.start_private_net(directory / "vms")
+            state.save()
+            for name, _role, ip, iso, macs in seeds:
+                spec = vm.VMSpec(
+                    name=name,
+                    disk=image,
+                    seed_iso=iso,
+                    cpus=cpus,
+                    memory_mib=memory_mib,
+                    accel=accel,
+                    private_net=state.net,
+                    nat_mac=macs[0],
+                    private_mac=macs[1],
+                    forwards=((state.api_port, API_PORT),) if _role == "control-plane" else (),
+                )
+                machine = vm.start(spec, directory / "vms" / name)
+                state.nodes.append(NodeState(name=name, role=_role, ip=ip, vm=machine))
+                state.save()
+    except BaseException:
+        stop_all(state)
+        raise
+    return state
+
+
+def wait_ready(state: ClusterState, *, ssh_timeout: float = 900, bootstrap_timeout: float = 1800) -> None:
+    """Wait for SSH on every node, then for every node's first boot; copy the admin kubeconfig out."""
+    for node in state.nodes:
+        with step(f"waiting for SSH on {node.name}"):
+            vm.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=ssh_timeout)
+    for node in state.nodes:
+        with step(f"waiting for the first boot of {node.name} ({node.role}) to finish"):
+            wait_bootstrap(state, node, timeout=bootstrap_timeout)
+        if node.role == "control-plane":
+            copy_kubeconfig(state, node)
+    state.save()
+
+
+def bootstrap_status(state: ClusterState, node: NodeState) -> tuple[str, str]:
+    """("ok" | "failed" | "running" | "not-run", detail) for one node's first boot."""
+    script = (
+        f"if [ -e {SUCCESS} ]; then echo ok; "
+        f"elif [ -e {FAILURE} ]; then echo failed; cat {FAILURE}; "
+        "elif cloud-init status 2>/dev/null | grep -Eq 'status: (done|error)'; then echo not-run; "
+        "cloud-init status --long 2>/dev/null; "
+        "else echo running; fi"
+    )
+    proc = vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "sh", "-c", script], check=False, timeout=60)
+    if proc.returncode != 0:
+        return "running", "(no answer over SSH)"
+    first, _, rest = proc.stdout.decode(errors="replace").partition("\n")
+    return first.strip() or "running", rest.strip()
+
+
+def wait_bootstrap(state: ClusterState, node: NodeState, *, timeout: float = 1800, every: float = 30) -> None:
+    start_t = time.monotonic()
+    last = start_t
+    while True:
+        status, detail = bootstrap_status(state, node)
+        elapsed = time.monotonic() - start_t
+        if status == "ok":
+            info(f"{node.name}: first boot succeeded after {elapsed:.0f} s")
+            return
+        if status in ("failed", "not-run"):
+            what = "the bootstrap failed" if status == "failed" else "cloud-init finished without running the bootstrap"
+            die(
+                f"{node.name}: {what}:\n{detail}",
+                hint=f"see {BOOTSTRAP_LOG} and /var/log/cloud-init-output.log on the node: "
+                f"{shlex.join(state.ssh(node))}",
+            )
+        if not vm.is_running(node.vm.pid):
+            die(f"{node.name}: the VM stopped during its first boot:\n{vm.serial_tail(node.vm)}")
+        if elapsed > timeout:
+            die(
+                f"{node.name}: first boot not finished after {timeout:.0f} s",
+                hint=f"look at {BOOTSTRAP_LOG} on the node: {shlex.join(state.ssh(node))}",
+            )
+        if time.monotonic() - last >= every:
+            info(f"{node.name}: first boot still running ({elapsed:.0f} s) …")
+            last = time.monotonic()
+        time.sleep(10)
+
+
+def copy_kubeconfig(state: ClusterState, node: NodeState) -> Path:
+    """Copy /etc/kubernetes/admin.conf out (0600): it is cluster-admin, treat it like the CA key."""
+    proc = vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "cat", "/etc/kubernetes/admin.conf"])
+    text = proc.stdout.decode()
+    if state.api_port:
+        # The API server's certificate names 127.0.0.1 (seed.py adds it), so the forward can be used as is.
+        text = text.replace(f"https://{node.ip}:{API_PORT}", f"https://127.0.0.1:{state.api_port}")
+    path = state.directory / "admin.conf"
+    atomic_write(path, text, mode=0o600)
+    state.kubeconfig = path
+    state.save()
+    info(f"admin kubeconfig: {path} (API server forwarded to 127.0.0.1:{state.api_port})")
+    return path
+
+
+def write_ssh_config(state: ClusterState) -> Path:
+    """An ssh_config for the cluster's forwarded SSH ports (throwaway host keys: no checking)."""
+    path = state.directory / "ssh" / "config"
+    text = (
+        "Host 127.0.0.1\n"
+        f"  User {ADMIN_USER}\n"
+        f"  IdentityFile {state.ssh_key}\n"
+        "  IdentitiesOnly yes\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+        "  LogLevel ERROR\n"
+    )
+    atomic_write(path, text, mode=0o600)
+    return path
+
+
+def acceptance_command(
+    *,
+    hosts: list[str],
+    cluster: str | None = None,
+    kubeconfig: Path | None = None,
+    ssh_key: Path | None = None,
+    ssh_config: Path | None = None,
+    standins: bool = False,
+    state_dir: Path | None = None,
+    extra: list[str] | None = None,
+    python: str = "python3",
+) -> tuple[list[str], dict[str, str]]:
+    """The pytest command (and environment) that runs tests/acceptance against booted nodes.
+
+    The kubeconfig goes to the suite as NODEIMAGE_KUBECONFIG (the cluster layer reads it).
+    """
+    sudo = False
+    if cluster:
+        state = ClusterState.load(cluster_dir(cluster, state_dir))
+        if state is None:
+            die(f"cluster {cluster!r} is not up", hint=f"`invoke up --cluster {cluster}` first, or pass --hosts")
+        hosts = hosts or state.testinfra_hosts()
+        ssh_config = ssh_config or write_ssh_config(state)
+        kubeconfig = kubeconfig or state.kubeconfig
+        sudo = True
+    if not hosts:
+        die("no hosts to test", hint="pass --hosts ssh://user@host,... or --cluster NAME of a cluster from `invoke up`")
+    for h in hosts:
+        if "://" not in h:
+            die(
+                f"invalid host {h!r}",
+                hint="use testinfra's form, e.g. ssh://ubuntu@10.0.0.5 or ssh://user@127.0.0.1:2222",
+            )
+    for path, what in ((kubeconfig, "kubeconfig"), (ssh_key, "SSH key"), (ssh_config, "ssh_config")):
+        if path is not None and not Path(path).is_file():
+            die(f"{what} not found: {path}")
+    cmd = [
+        python,
+        "-m",
+        "pytest",
+        str(REPO / "tests" / "acceptance"),
+        "-v",
+        "-rs",
+        "--booted",
+        f"--hosts={','.join(hosts)}",
+    ]
+    if ssh_key:
+        cmd.append(f"--ssh-identity-file={ssh_key}")
+    if ssh_config:
+        cmd.append(f"--ssh-config={ssh_config}")
+    if sudo:
+        cmd.append("--sudo")
+    if standins:
+        cmd.append("--standins")
+    cmd += extra or []
+    env = dict(os.environ)
+    env.pop("NODEIMAGE_KUBECONFIG", None)
+    if kubeconfig:
+        env["NODEIMAGE_KUBECONFIG"] = str(Path(kubeconfig).resolve())
+    return cmd, env
+
+
+def describe(state: ClusterState) -> str:
+    lines = [f"cluster {state.cluster}: {len(state.nodes)} nodes ({state.accel})"]
+    for node in state.nodes:
+        lines.append(f"  {node.name:<10} {node.role:<13} {node.ip:<15} {shlex.join(state.ssh(node))}")
+    if state.kubeconfig:
+        lines.append(f"  kubeconfig: {state.kubeconfig}")
+    lines.append(f"  stop with: invoke down --cluster {state.cluster}")
+    return "\n".join(lines)
+
+
+def up(*, wait: bool = True, **kwargs: object) -> ClusterState:
+    """Start a cluster and (unless ``wait`` is false) wait until every node's first boot succeeded."""
+    state = start(**kwargs)  # type: ignore[arg-type]
+    if wait:
+        try:
+            wait_ready(state)
+        except BaseException:
+            warn(f"cluster {state.cluster} is left running for inspection; `invoke down --cluster {state.cluster}`")
+            raise
+    info(describe(state))
+    return state
+
+
+def stop_all(state: ClusterState) -> None:
+    for node in state.nodes:
+        vm.stop(node.vm, graceful=0)
+    if state.net is not None:
+        vm.stop_private_net(state.net)
+    state.state_file.unlink(missing_ok=True)
+    shutil.rmtree(state.directory / "vms", ignore_errors=True)
+
+
+def down(*, cluster: str, state_dir: Path | None = None, purge: bool = False) -> None:
+    """Stop a cluster's VMs and network and free their files; ``purge`` also deletes its secrets."""
+    directory = cluster_dir(cluster, state_dir)
+    state = ClusterState.load(directory)
+    if state is None:
+        info(f"cluster {cluster} is not up (no {directory / 'state.json'})")
+    else:
+        with step(f"stopping cluster {cluster}"):
+            stop_all(state)
+    if purge and directory.exists():
+        shutil.rmtree(directory)
+        info(f"removed {directory} (secrets, seeds, kubeconfig)")
