@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -396,6 +397,8 @@ def publish(
         "accelerator_reason": report.reason,
         "image_suite": "passed" if suite_ran else "skipped",
         "phases": {**state.phases, "total": round(time.monotonic() - started, 1)},
+        # this process only: qemu and packer are children and not counted
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "outputs": records,
     }
     atomic_write(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
