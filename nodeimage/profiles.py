@@ -203,7 +203,9 @@ def parse_profile(data: Any, path: Path) -> Profile:
 
     v = top.sub("vm")
     v.check_keys({"cpus", "memory_mib", "disk_gib"}, {"cpus", "memory_mib", "disk_gib"})
-    vm = VMShape(cpus=v.int("cpus", 1, 64), memory_mib=v.int("memory_mib", 512, 262144), disk_gib=v.int("disk_gib", 2, 2048))
+    vm = VMShape(
+        cpus=v.int("cpus", 1, 64), memory_mib=v.int("memory_mib", 512, 262144), disk_gib=v.int("disk_gib", 2, 2048)
+    )
 
     formats_raw = top.data.get("formats", ["qcow2"])
     if not isinstance(formats_raw, list) or not formats_raw or any(f not in FORMATS for f in formats_raw):
