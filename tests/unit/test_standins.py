@@ -305,6 +305,11 @@ def test_kubectl_apply_keeps_each_manifest(programs: Path, tmp_path: Path):
     assert (logs / "kubectl-apply-2.yaml").read_text() == "kind: List\n"
 
 
+def test_kubectl_flags_with_values_are_not_subcommands(programs: Path, tmp_path: Path):
+    proc = run(programs, "kubectl", "-n", "kube-system", "version", "--client", "--short")
+    assert proc.stdout == "Client Version: v1.17.17\n"
+
+
 def test_kata_check_follows_dev_kvm(programs: Path):
     try:
         os.close(os.open("/dev/kvm", os.O_RDWR))
@@ -333,7 +338,7 @@ def test_crio_daemon_notifies_listens_and_stops(programs: Path, tmp_path: Path):
         "NODEIMAGE_STANDIN_ROOT": str(tmp_path / "root"),
         "NOTIFY_SOCKET": str(notify_path),
     }
-    proc = subprocess.Popen([sys.executable, str(programs / "crio")], env=environ)
+    proc = subprocess.Popen([sys.executable, str(programs / "crio"), "--log-level", "info"], env=environ)
     try:
         assert notify.recv(64) == b"READY=1"
         sock_path = tmp_path / "root/var/run/crio/crio.sock"

@@ -91,11 +91,21 @@ def sd_notify(message):
         sock.sendall(message.encode())
 
 
-def subcommand(args):
+def subcommand(args, known):
+    """The first argument that is one of the tool's subcommands (flags and their values skipped)."""
     for arg in args:
-        if not arg.startswith("-"):
+        if arg in known:
             return arg
     return None
+
+
+KUBEADM_COMMANDS = {"init", "join", "reset", "token", "config", "certs", "upgrade", "version", "alpha", "completion"}
+KUBECTL_COMMANDS = {
+    "apply", "label", "get", "wait", "version", "create", "delete", "taint", "annotate", "patch", "rollout",
+    "describe", "cluster-info", "config", "drain", "cordon", "uncordon", "logs", "exec", "scale", "replace",
+}  # fmt: skip
+CRIO_COMMANDS = {"config", "wipe", "help", "h", "version", "complete", "completion"}
+KATA_COMMANDS = {"kata-check", "check", "kata-env", "env", "version", "create", "start", "run", "state", "delete"}
 
 
 def version_info(v):
@@ -116,7 +126,7 @@ def kubelet(args):
 
 
 def kubeadm(args):
-    sub = subcommand(args)
+    sub = subcommand(args, KUBEADM_COMMANDS)
     if sub == "version":
         if option(args, "-o") == "short" or option(args, "--output") == "short":
             print(vee(VERSION))
@@ -135,7 +145,7 @@ def kubeadm(args):
 
 
 def kubectl(args):
-    sub = subcommand([a for a in args if not a.startswith("--kubeconfig") and a != option(args, "--kubeconfig")])
+    sub = subcommand(args, KUBECTL_COMMANDS)
     if sub == "version":
         short = "--short" in args
         line = "Client Version: " + (vee(VERSION) if short else version_info(VERSION))
@@ -171,7 +181,7 @@ def crio(args):
         print("crio version " + bare(VERSION))
         print('commit: "nodeimage-standin"')
         return 0
-    if subcommand(args) is not None:
+    if subcommand(args, CRIO_COMMANDS) is not None:
         return 0  # config, wipe, ...: recorded, nothing done
     sock_path = ROOT + "/var/run/crio/crio.sock"
     os.makedirs(os.path.dirname(sock_path), exist_ok=True)
@@ -196,7 +206,7 @@ def crictl(args):
 
 
 def kata_runtime(args):
-    sub = subcommand([a for a in args if a != option(args, "--kata-config")])
+    sub = subcommand(args, KATA_COMMANDS)
     if "--version" in args or sub == "version":
         print("kata-runtime  : " + bare(VERSION))
         print("   commit   : nodeimage-standin")
