@@ -1,0 +1,214 @@
+"""First-boot layer: what cloud-init and nodeimage-bootstrap did on a node booted with a nodeimage seed.
+
+Runs per host (testinfra ``--hosts``), on booted nodes only. The role comes
+from the node itself (/etc/nodeimage/bootstrap.json, written by the seed).
+With ``--standins`` the kubeadm/kubectl stand-ins recorded what they were
+asked (/var/log/nodeimage-standins/), and those records are checked; with the
+real binaries, the files and objects kubeadm and kubectl made are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.booted_only
+
+STANDIN_LOGS = "/var/log/nodeimage-standins"
+BOOTSTRAP_LOG = "/var/log/nodeimage-bootstrap.log"
+SUCCESS = "/run/nodeimage/bootstrap-success.complete"
+FAILURE = "/run/nodeimage/bootstrap-failure"
+DONE = "/var/lib/nodeimage/bootstrap.done"
+KATA_RESULT = "/var/lib/nodeimage/kata-capable"
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+KATA_LABEL = "katacontainers.io/kata-runtime"
+TOKEN_RE = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+
+
+@pytest.fixture(scope="module")
+def params(host: Any) -> dict:
+    f = host.file("/etc/nodeimage/bootstrap.json")
+    if not f.exists:
+        pytest.skip("not booted with a nodeimage seed (no /etc/nodeimage/bootstrap.json)")
+    return json.loads(f.content_string)
+
+
+@pytest.fixture(scope="module")
+def standins(pytestconfig: pytest.Config) -> bool:
+    return bool(pytestconfig.getoption("standins", default=False))
+
+
+def _docs(text: str) -> dict[str, dict]:
+    return {d["kind"]: d for d in yaml.safe_load_all(text) if d}
+
+
+def _kata_capable(host: Any) -> bool:
+    return host.file(KATA_RESULT).content_string.strip() == "true"
+
+
+def _used_config(host: Any, params: dict) -> str:
+    return params["kubeadm_config_kata"] if _kata_capable(host) else params["kubeadm_config"]
+
+
+def _standin_calls(host: Any, tool: str) -> list[list[str]]:
+    f = host.file(f"{STANDIN_LOGS}/{tool}.log")
+    return [json.loads(line) for line in f.content_string.splitlines()] if f.exists else []
+
+
+def _standin_applied(host: Any) -> list[dict]:
+    out = host.check_output(f"ls {STANDIN_LOGS} | grep '^kubectl-apply-' || true")
+    return [yaml.safe_load(host.file(f"{STANDIN_LOGS}/{name}").content_string) for name in sorted(out.split())]
+
+
+def _kubectl_json(host: Any, *args: str) -> dict:
+    placeholders = " ".join(["%s"] * len(args))
+    return json.loads(host.check_output(f"kubectl --kubeconfig %s {placeholders} -o json", ADMIN_CONF, *args))
+
+
+# --- cloud-init and the bootstrap's own record -------------------------------------------------
+
+
+def test_cloud_init_finished_without_errors(host: Any, params: dict) -> None:
+    status = host.run("cloud-init status --long")
+    assert "status: done" in status.stdout, status.stdout + status.stderr
+    result = json.loads(host.file("/var/lib/cloud/data/result.json").content_string)
+    assert result["v1"]["errors"] == []
+
+
+def test_bootstrap_succeeded(host: Any, params: dict) -> None:
+    assert not host.file(FAILURE).exists, host.file(FAILURE).content_string
+    assert host.file(SUCCESS).exists
+    assert host.file(DONE).exists
+    assert host.file(SUCCESS).content_string.split()[0] == params["role"]
+
+
+def test_bootstrap_log_is_private_and_has_no_token(host: Any, params: dict) -> None:
+    log = host.file(BOOTSTRAP_LOG)
+    assert log.exists and log.mode == 0o600
+    text = log.content_string
+    assert "succeeded" in text
+    assert not TOKEN_RE.search(text), "a bootstrap token is in the bootstrap log"
+
+
+def test_kubeadm_configs_are_private(host: Any, params: dict) -> None:
+    for path in (params["kubeadm_config"], params["kubeadm_config_kata"]):
+        f = host.file(path)
+        if not f.exists:
+            pytest.skip(f"{path} is gone (/run is emptied at reboot): checked on first boot only")
+        assert f.mode == 0o600, path
+
+
+def test_ca_key_only_on_the_control_plane(host: Any, params: dict) -> None:
+    key = host.file("/etc/kubernetes/pki/ca.key")
+    if params["role"] == "control-plane":
+        assert key.exists and key.mode == 0o600
+        assert host.file("/etc/kubernetes/pki/ca.crt").exists
+    else:
+        assert not key.exists, "the CA key must never be on a worker"
+
+
+# --- kubeadm was run with the rendered configuration --------------------------------------------
+
+
+def test_kubeadm_invoked_with_the_rendered_config(host: Any, params: dict, standins: bool) -> None:
+    verb = "init" if params["role"] == "control-plane" else "join"
+    config = _used_config(host, params)
+    if standins:
+        calls = [c for c in _standin_calls(host, "kubeadm") if verb in c]
+        assert calls, f"kubeadm {verb} was never called"
+        assert calls[-1][1:] == [verb, "--config", config]
+        seen = host.file(f"{STANDIN_LOGS}/kubeadm-{verb}-config.yaml").content_string
+        if host.file(config).exists:
+            assert seen == host.file(config).content_string
+        docs = _docs(seen)
+    else:
+        if params["role"] == "control-plane":
+            assert host.file(ADMIN_CONF).exists
+        assert host.file("/etc/kubernetes/kubelet.conf").exists
+        assert host.file("/var/lib/kubelet/config.yaml").exists
+        if not host.file(config).exists:
+            pytest.skip(f"{config} is gone (/run is emptied at reboot)")
+        docs = _docs(host.file(config).content_string)
+    kind = "InitConfiguration" if verb == "init" else "JoinConfiguration"
+    registration = docs[kind]["nodeRegistration"]
+    assert registration["name"] == params["node_name"]
+    assert registration["criSocket"] == "/var/run/crio/crio.sock"
+    assert registration["kubeletExtraArgs"]["node-ip"] == params["node_ip"]
+    if verb == "join":
+        bt = docs[kind]["discovery"]["bootstrapToken"]
+        assert bt["apiServerEndpoint"] == params["api_endpoint"]
+        assert bt["caCertHashes"] and all(h.startswith("sha256:") for h in bt["caCertHashes"])
+        assert not bt.get("unsafeSkipCAVerification")
+    else:
+        assert docs["ClusterConfiguration"]["networking"]["podSubnet"] == params["pod_cidr"]
+        assert docs["KubeletConfiguration"]["cgroupDriver"] == "systemd"
+
+
+def test_kata_label_decided_by_the_check(host: Any, params: dict, standins: bool) -> None:
+    """The node is labelled Kata-capable exactly when `kata-runtime kata-check` passes here."""
+    check = host.run("kata-runtime kata-check")
+    capable = _kata_capable(host)
+    assert capable == (check.rc == 0), check.stdout + check.stderr
+    if standins:
+        seen = host.file(
+            f"{STANDIN_LOGS}/kubeadm-{'init' if params['role'] == 'control-plane' else 'join'}-config.yaml"
+        )
+        docs = _docs(seen.content_string)
+        registration = next(d for d in docs.values() if "nodeRegistration" in d)["nodeRegistration"]
+        labels = registration["kubeletExtraArgs"].get("node-labels", "")
+        assert (f"{KATA_LABEL}=true" in labels) == capable
+    else:
+        node = _kubectl_json(host, "get", "node", params["node_name"]) if params["role"] == "control-plane" else None
+        if node is not None:
+            assert (node["metadata"]["labels"].get(KATA_LABEL) == "true") == capable
+
+
+# --- control plane: admin kubeconfig, Weave, RuntimeClass ---------------------------------------
+
+
+def _control_plane(params: dict) -> None:
+    if params["role"] != "control-plane":
+        pytest.skip("control-plane check")
+
+
+def test_admin_kubeconfig_for_root(host: Any, params: dict) -> None:
+    _control_plane(params)
+    f = host.file("/root/.kube/config")
+    assert f.exists and f.mode == 0o600
+    assert f.content_string == host.file(ADMIN_CONF).content_string
+
+
+def _weave_daemonset(host: Any, standins: bool) -> dict:
+    if standins:
+        for doc in _standin_applied(host):
+            for item in doc.get("items", [doc]) if doc.get("kind") == "List" else [doc]:
+                if item.get("kind") == "DaemonSet" and item["metadata"]["name"] == "weave-net":
+                    return item
+        pytest.fail("no Weave DaemonSet among the manifests kubectl applied")
+    return _kubectl_json(host, "-n", "kube-system", "get", "daemonset", "weave-net")
+
+
+def test_weave_applied_with_ipalloc_range(host: Any, params: dict, standins: bool) -> None:
+    _control_plane(params)
+    ds = _weave_daemonset(host, standins)
+    weave = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "weave")
+    env = {e["name"]: e.get("value") for e in weave.get("env", [])}
+    assert env.get("IPALLOC_RANGE") == params["pod_cidr"]
+
+
+def test_runtimeclass_kata_applied(host: Any, params: dict, standins: bool) -> None:
+    _control_plane(params)
+    if standins:
+        classes = [d for d in _standin_applied(host) if d.get("kind") == "RuntimeClass"]
+        assert classes, "no RuntimeClass among the manifests kubectl applied"
+        rc = classes[-1]
+    else:
+        rc = _kubectl_json(host, "get", "runtimeclass", "kata")
+    assert rc["metadata"]["name"] == "kata"
+    assert rc["apiVersion"].startswith("node.k8s.io/")
+    assert rc["handler"] == "kata-runtime"
+    assert rc["scheduling"]["nodeSelector"] == {KATA_LABEL: "true"}
