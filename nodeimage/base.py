@@ -135,6 +135,9 @@ STATIC_FILES: dict[str, str] = {
     "etc/modprobe.d/nodeimage-no-floppy.conf": "blacklist floppy\n",
 }
 
+# Files the initramfs must see too: written before the kernel package is installed.
+EARLY_FILES = ("etc/modprobe.d/nodeimage-no-floppy.conf",)
+
 
 def _fstab(fs_uuid: str) -> str:
     header = "# <file system> <mount point> <type> <options> <dump> <pass>"
@@ -197,12 +200,18 @@ def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) ->
     ]
     if rel.keyring:
         cmd.append(f"--keyring={rel.keyring}")
+    # Written before the kernel is installed, so its initramfs carries the file too.
+    for path in EARLY_FILES:
+        text = STATIC_FILES[path].rstrip("\n")
+        cmd.append(f'--essential-hook=mkdir -p "$1/{Path(path).parent}" && echo \'{text}\' > "$1/{path}"')
     return [*cmd, rel.release, str(target), mirror]
 
 
-def recipe_digest() -> str:
+def recipe_digest(rel: Release) -> str:
     """A digest of everything in the recipe, so a changed recipe misses the cache."""
-    parts = [str(RECIPE_VERSION), INTERFACES, _fstab("x"), str(DISK_GIB), json.dumps(STATIC_FILES, sort_keys=True)]
+    command = mmdebstrap_command(rel, mirror="MIRROR", arch="ARCH", target=Path("TARGET"))
+    parts = [str(RECIPE_VERSION), INTERFACES, _fstab("x"), str(DISK_GIB), json.dumps(STATIC_FILES, sort_keys=True),
+             json.dumps(command)]  # fmt: skip
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -216,7 +225,7 @@ def base_inputs(rel: Release, *, mirror: str, arch: str, epoch: int) -> dict[str
         "epoch": epoch,
         "packages": sorted(rel.packages),
         "components": list(rel.components),
-        "recipe": recipe_digest(),
+        "recipe": recipe_digest(rel),
     }
 
 

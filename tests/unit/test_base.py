@@ -42,6 +42,9 @@ def test_debian_command() -> None:
         assert pkg in packages
     assert "linux-image-virtual" not in packages
     assert not any(a.startswith("--keyring") for a in cmd)
+    hooks = [a for a in cmd if a.startswith("--essential-hook=")]
+    assert hooks == ['--essential-hook=mkdir -p "$1/etc/modprobe.d" && echo \'blacklist floppy\' > '
+                     '"$1/etc/modprobe.d/nodeimage-no-floppy.conf"']  # fmt: skip
 
 
 def test_ubuntu_command() -> None:
@@ -163,9 +166,11 @@ def test_inputs_and_uuid_depend_on_every_input() -> None:
 
 
 def test_recipe_digest_follows_the_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = base.recipe_digest()
+    rel = base.get_release("debian", "bookworm")
+    before = base.recipe_digest(rel)
+    assert base.recipe_digest(rel) == before
     monkeypatch.setitem(base.STATIC_FILES, "etc/hostname", "other\n")
-    assert base.recipe_digest() != before
+    assert base.recipe_digest(rel) != before
 
 
 def _fake_tree(root: Path) -> Path:
