@@ -324,6 +324,7 @@ def acceptance_command(
     state_dir: Path | None = None,
     extra: list[str] | None = None,
     python: str = "python3",
+    paths: list[Path] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The pytest command (and environment) that runs tests/acceptance against booted nodes.
 
@@ -353,7 +354,7 @@ def acceptance_command(
         python,
         "-m",
         "pytest",
-        str(REPO / "tests" / "acceptance"),
+        *[str(p) for p in (paths or [REPO / "tests" / "acceptance"])],
         "-v",
         "-rs",
         "--booted",
