@@ -35,20 +35,38 @@ def _record(path: Path, fmt: str) -> dict[str, object]:
     return {"path": path.name, "format": fmt, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
+def _write_manifest(d: Path, outputs: list[dict[str, object]]) -> None:
+    manifest = {"nodeimage_version": "0.1.0", "profile": "k8s-1.17", "arch": "amd64", "inputs": [], "outputs": outputs}
+    (d / "build-manifest.json").write_text(json.dumps(manifest))
+
+
+def _sbom_for(digest: str) -> str:
+    from nodeimage.sbom import build_sbom
+
+    doc = build_sbom(
+        image_name="node.qcow2", image_sha256=digest, packages=[], lock_entries=[], profile="k8s-1.17", epoch=0
+    )
+    return json.dumps(doc)
+
+
 @pytest.fixture
 def build_dir(tmp_path: Path) -> Path:
+    """A build directory as `invoke build` leaves it: qcow2, OVA, SBOM and the manifest listing them."""
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img not installed (make deps)")
+    from nodeimage.ova import write_ova
+
     d = tmp_path / "k8s-1.17"
     d.mkdir()
-    (d / "node.qcow2").write_bytes(os.urandom(256 * 1024))
-    (d / "node.ova").write_bytes(os.urandom(64 * 1024))
-    manifest = {
-        "nodeimage_version": "0.1.0",
-        "profile": "k8s-1.17",
-        "arch": "amd64",
-        "inputs": [],
-        "outputs": [_record(d / "node.qcow2", "qcow2"), _record(d / "node.ova", "ova")],
-    }
-    (d / "build-manifest.json").write_text(json.dumps(manifest))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", d / "node.qcow2", "64M"], check=True)
+    write_ova(d / "node.qcow2", d / "node.ova", name="n", cpus=1, memory_mib=512, product={"profile": "p"}, epoch=0)
+    (d / "node.spdx.json").write_text(_sbom_for(hashlib.sha256((d / "node.qcow2").read_bytes()).hexdigest()))
+    outputs = [
+        _record(d / "node.qcow2", "qcow2"),
+        _record(d / "node.ova", "ova"),
+        _record(d / "node.spdx.json", "spdx-json"),
+    ]
+    _write_manifest(d, outputs)
     return d
 
 
@@ -93,9 +111,34 @@ def test_missing_and_truncated_outputs_are_all_reported(build_dir: Path) -> None
     with pytest.raises(NodeimageError) as err:
         verify_build(build_dir)
     text = str(err.value)
-    assert "2 of 2 outputs do not match" in text
+    assert "2 of 3 outputs do not match" in text
     assert "node.qcow2: missing" in text
-    assert f"{ova}: size 100 bytes, expected {64 * 1024}" in text
+    assert f"{ova}: size 100 bytes, expected " in text
+
+
+def test_an_ova_whose_mf_disagrees_with_its_disk_is_reported(build_dir: Path) -> None:
+    """The manifest digest matches (the build recorded a broken OVA), but the OVA's own .mf does not."""
+    ova = build_dir / "node.ova"
+    data = bytearray(ova.read_bytes())
+    key = b"SHA256(n-disk1.vmdk)= "
+    at = data.index(key) + len(key)
+    data[at : at + 1] = b"0" if data[at : at + 1] != b"0" else b"1"
+    ova.write_bytes(bytes(data))
+    outputs = json.loads((build_dir / "build-manifest.json").read_text())["outputs"]
+    outputs[1] = _record(ova, "ova")
+    _write_manifest(build_dir, outputs)
+    with pytest.raises(NodeimageError, match=r"member n-disk1.vmdk has sha256 [0-9a-f]{64}, its .mf says"):
+        verify_build(build_dir)
+
+
+def test_an_sbom_of_another_image_is_reported(build_dir: Path) -> None:
+    sbom = build_dir / "node.spdx.json"
+    sbom.write_text(_sbom_for("00" * 32))
+    outputs = json.loads((build_dir / "build-manifest.json").read_text())["outputs"]
+    outputs[2] = _record(sbom, "spdx-json")
+    _write_manifest(build_dir, outputs)
+    with pytest.raises(NodeimageError, match="describes an image with sha256 .'0000"):
+        verify_build(build_dir)
 
 
 @pytest.mark.parametrize(
