@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nodeimage import vm
 from nodeimage.fsutil import atomic_write
-from nodeimage.log import die, info, step, warn
+from nodeimage.log import NodeimageError, die, info, step, warn
 from nodeimage.secrets import cluster_dir, create_cluster
 from nodeimage.seed import ADMIN_USER, API_PORT, NodeSpec, cluster_params, seed_node
 from nodeimage.sshkey import generate_keypair
@@ -246,7 +246,10 @@ def bootstrap_status(state: ClusterState, node: NodeState) -> tuple[str, str]:
         "cloud-init status --long 2>/dev/null; "
         "else echo running; fi"
     )
-    proc = vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "sh", "-c", script], check=False, timeout=60)
+    try:
+        proc = vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "sh", "-c", script], check=False, timeout=60)
+    except NodeimageError:  # timed out: a slow guest
+        return "running", "(no answer over SSH)"
     if proc.returncode != 0:
         return "running", "(no answer over SSH)"
     first, _, rest = proc.stdout.decode(errors="replace").partition("\n")

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nodeimage.log import debug, die, info
+from nodeimage.log import NodeimageError, debug, die, info
 from nodeimage.run import output, run, which
 
 ACCELERATORS = ("tcg", "kvm")
@@ -367,8 +367,12 @@ def wait_for_ssh(vm: VM, *, user: str, key: Path, timeout: float = 600, every: f
                 + serial_tail(vm),
                 hint=f"full console log: {vm.serial_log}",
             )
-        proc = run([*ssh_command(vm, user=user, key=key), "true"], check=False, capture=True, timeout=60)
-        if proc.returncode == 0:
+        try:
+            proc = run([*ssh_command(vm, user=user, key=key), "true"], check=False, capture=True, timeout=60)
+            ok = proc.returncode == 0
+        except NodeimageError:  # this attempt timed out: a slow guest, try again
+            ok = False
+        if ok:
             info(f"vm {vm.name}: SSH is up after {elapsed:.0f} s")
             return
         elapsed = time.monotonic() - start_t
