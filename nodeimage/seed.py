@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -425,6 +425,9 @@ def seed_node(
                 f"{cluster} --role control-plane --name ... --ip ...`",
             )
         params, secrets = load_cluster(directory)
+        if token is not None:
+            # A token made later on the control plane (`kubeadm token create`) once the first one expired.
+            secrets = replace(secrets, token=token)
         if control_plane_ip is not None and str(parse_ip(control_plane_ip, "control-plane IP").ip) != (
             params.control_plane_ip
         ):

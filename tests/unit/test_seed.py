@@ -209,3 +209,11 @@ def test_no_secret_in_the_messages(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr()
     assert token not in out.out + out.err
     assert "PRIVATE" not in out.out + out.err
+
+
+def test_worker_with_a_later_token(tmp_path: Path) -> None:
+    _seed(tmp_path)
+    iso = _seed(tmp_path, role="worker", name="w1", ip="192.168.100.11", token="zyxwvu.0123456789abcdef")
+    join = _kubeadm(_cloud_config(iso))["JoinConfiguration"]
+    assert join["discovery"]["bootstrapToken"]["token"] == "zyxwvu.0123456789abcdef"
+    assert (tmp_path / "state" / "demo" / "token").read_text().strip() != "zyxwvu.0123456789abcdef"
