@@ -22,13 +22,12 @@ from pathlib import Path
 from nodeimage import __version__, accel, packer
 from nodeimage import fetch as fetchmod
 from nodeimage.fsutil import atomic_write
-from nodeimage.lock import Lock, LockEntry, load_lock, lock_sha256
+from nodeimage.lock import DEFAULT_LOCK, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import die, info, step, warn
 from nodeimage.profiles import Profile, load_profile, parse_formats
 from nodeimage.sshkey import generate_keypair
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LOCK = REPO_ROOT / "artifacts.lock.yaml"
 PROVISION_DIR = REPO_ROOT / "provision"
 BUILD_USER = "nodeimage-build"
 MANIFEST_NAME = "build-manifest.json"
