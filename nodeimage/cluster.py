@@ -251,7 +251,7 @@ def bootstrap_status(state: ClusterState, node: NodeState) -> tuple[str, str]:
     except NodeimageError:  # timed out: a slow guest
         return "running", "(no answer over SSH)"
     if proc.returncode != 0:
-        return "running", "(no answer over SSH)"
+        return "running", f"(ssh exit code {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[-300:]})"
     first, _, rest = proc.stdout.decode(errors="replace").partition("\n")
     return first.strip() or "running", rest.strip()
 
@@ -280,7 +280,7 @@ def wait_bootstrap(state: ClusterState, node: NodeState, *, timeout: float = 180
                 hint=f"look at {BOOTSTRAP_LOG} on the node: {shlex.join(state.ssh(node))}",
             )
         if time.monotonic() - last >= every:
-            info(f"{node.name}: first boot still running ({elapsed:.0f} s) …")
+            info(f"{node.name}: first boot still running ({elapsed:.0f} s) … {detail}".rstrip())
             last = time.monotonic()
         time.sleep(10)
 
