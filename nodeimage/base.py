@@ -26,6 +26,7 @@ from pathlib import Path
 
 import requests
 
+from nodeimage.disk import FORMAT_VERSION as DISK_FORMAT_VERSION
 from nodeimage.disk import derive_hash_seed, tree_to_disk
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import debug, die, info, step
@@ -210,8 +211,13 @@ def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) ->
 def recipe_digest(rel: Release) -> str:
     """A digest of everything in the recipe, so a changed recipe misses the cache."""
     command = mmdebstrap_command(rel, mirror="MIRROR", arch="ARCH", target=Path("TARGET"))
-    parts = [str(RECIPE_VERSION), INTERFACES, _fstab("x"), str(DISK_GIB), json.dumps(STATIC_FILES, sort_keys=True),
-             json.dumps(command)]  # fmt: skip
+    parts = [
+        f"{RECIPE_VERSION}/{DISK_FORMAT_VERSION}/{DISK_GIB}",
+        INTERFACES,
+        _fstab("x"),
+        json.dumps(STATIC_FILES, sort_keys=True),
+        json.dumps(command),
+    ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
