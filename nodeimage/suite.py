@@ -39,9 +39,16 @@ def test_seed_user_data(public_key: str) -> str:
 
 
 def ssh_config(workdir: Path) -> Path:
+    """Throwaway host keys are not checked; one multiplexed connection serves every check
+    (testinfra asks for ControlMaster but sets no ControlPath, without which ssh does not share)."""
     path = workdir / "ssh_config"
     path.write_text(
-        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  ConnectTimeout 20\n"
+        "Host *\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+        "  LogLevel ERROR\n"
+        "  ConnectTimeout 20\n"
+        f"  ControlPath {workdir.resolve()}/ssh-%C\n"
     )
     return path
 
