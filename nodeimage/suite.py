@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,9 +39,10 @@ def test_seed_user_data(public_key: str) -> str:
     )
 
 
-def ssh_config(workdir: Path) -> Path:
+def ssh_config(workdir: Path, control_dir: Path) -> Path:
     """Throwaway host keys are not checked; one multiplexed connection serves every check
-    (testinfra asks for ControlMaster but sets no ControlPath, without which ssh does not share)."""
+    (testinfra asks for ControlMaster but sets no ControlPath, without which ssh does not share).
+    ``control_dir`` must have a short path: a unix socket path is limited to 107 bytes."""
     path = workdir / "ssh_config"
     path.write_text(
         "Host *\n"
@@ -48,7 +50,7 @@ def ssh_config(workdir: Path) -> Path:
         "  UserKnownHostsFile /dev/null\n"
         "  LogLevel ERROR\n"
         "  ConnectTimeout 20\n"
-        f"  ControlPath {workdir.resolve()}/ssh-%C\n"
+        f"  ControlPath {control_dir}/%C\n"
     )
     return path
 
@@ -74,7 +76,11 @@ def run_image_suite(
         meta_data={"instance-id": "nodeimage-suite", "local-hostname": "nodeimage-suite"},
     )
     spec = vm.VMSpec(name="suite", disk=image, seed_iso=seed, cpus=cpus, memory_mib=memory_mib, accel=accel)
-    with step(f"booting {image.name} for the image suite ({accel})"), vm.booted(spec, workdir / "vm") as machine:
+    with (
+        step(f"booting {image.name} for the image suite ({accel})"),
+        vm.booted(spec, workdir / "vm") as machine,
+        tempfile.TemporaryDirectory(prefix="ni-ssh-") as control_dir,
+    ):
         vm.wait_for_ssh(machine, user=TEST_USER, key=key, timeout=SSH_TIMEOUT_S)
         cmd = [
             sys.executable,
@@ -85,7 +91,7 @@ def run_image_suite(
             "no:cacheprovider",
             f"--hosts=ssh://{TEST_USER}@127.0.0.1:{machine.ssh_port}",
             f"--ssh-identity-file={key}",
-            f"--ssh-config={ssh_config(workdir)}",
+            f"--ssh-config={ssh_config(workdir, Path(control_dir))}",
             "--sudo",
             f"--nodeimage-profile={profile}",
             "--booted",
