@@ -14,18 +14,21 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nodeimage import __version__, accel, packer
 from nodeimage import fetch as fetchmod
+from nodeimage.disk import normalise_image
 from nodeimage.fsutil import atomic_write
 from nodeimage.lock import DEFAULT_LOCK, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import die, info, step, warn
 from nodeimage.profiles import Profile, load_profile, parse_formats
 from nodeimage.sshkey import generate_keypair
+from nodeimage.suite import run_image_suite, run_tree_suite
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROVISION_DIR = REPO_ROOT / "provision"
@@ -227,8 +230,10 @@ def build(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     try:
+        # The un-booted suite (generalisation checks) runs on the file tree the normalise step extracts.
+        inspect = partial(run_tree_suite, profile=profile.name, extra_args=suite_args) if run_suite else None
         image = _packer_build(
-            profile, packer_info, report.accelerator, base_image, files, entries, lock_path, work, state
+            profile, packer_info, report.accelerator, base_image, files, entries, lock_path, work, state, inspect
         )
         outputs = {"qcow2": image}
         if "ova" in fmts:
@@ -247,8 +252,6 @@ def build(
                 )
                 outputs["ova"] = ova
         if run_suite:
-            from nodeimage.suite import run_image_suite
-
             with state.phase("suite", "image suite"):
                 run_image_suite(
                     image,
@@ -315,6 +318,7 @@ def _packer_build(
     lock_path: Path,
     work: Path,
     state: BuildState,
+    inspect: Callable[[Path], None] | None,
 ) -> Path:
     with state.phase("stage", "staging inputs for packer"):
         stage = work / "stage"
@@ -345,20 +349,11 @@ def _packer_build(
         die(f"packer finished but left no image at {raw_image}")
     final = work / "final"
     final.mkdir()
-    with state.phase("normalise", "normalising the image (rebuilding its filesystem from its file tree)"):
+    title = "normalising the image (its filesystem rebuilt from its file tree; the un-booted suite runs on the tree)"
+    with state.phase("normalise", title):
         image = final / IMAGE_NAME
-        _normalise(raw_image, image, source_date_epoch(lock_path))
+        normalise_image(raw_image, image, epoch=source_date_epoch(lock_path), inspect=inspect)
     return image
-
-
-def _normalise(raw_image: Path, image: Path, epoch: int) -> None:
-    """Rebuild the filesystem from its files so equal content gives equal bytes, when the layout allows."""
-    try:
-        from nodeimage.disk import normalise_image
-    except ImportError:
-        shutil.move(raw_image, image)
-        return
-    normalise_image(raw_image, image, epoch=epoch)
 
 
 def publish(

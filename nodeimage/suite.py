@@ -82,27 +82,45 @@ def run_image_suite(
         tempfile.TemporaryDirectory(prefix="ni-ssh-") as control_dir,
     ):
         vm.wait_for_ssh(machine, user=TEST_USER, key=key, timeout=SSH_TIMEOUT_S)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(SUITE_DIR),
-            "-p",
-            "no:cacheprovider",
+        hosts = [
             f"--hosts=ssh://{TEST_USER}@127.0.0.1:{machine.ssh_port}",
             f"--ssh-identity-file={key}",
             f"--ssh-config={ssh_config(workdir, Path(control_dir))}",
             "--sudo",
-            f"--nodeimage-profile={profile}",
             "--booted",
-            "-q",
-            "-rs",
-            *extra_args,
         ]
-        with step("running the image suite (tests/acceptance)"):
-            proc = run(cmd, check=False, cwd=REPO_ROOT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-        if proc.returncode != 0:
-            die(
-                f"the image suite failed against {image} (pytest exit code {proc.returncode})",
-                hint="the failures are listed above; `invoke build --skip-suite` builds without it (not recommended)",
-            )
+        _run_pytest(hosts, profile=profile, extra_args=extra_args, what=f"{image} (booted)")
+
+
+def run_tree_suite(tree: Path, *, profile: str, extra_args: Sequence[str] = ()) -> None:
+    """Run the suite against an image's un-booted file tree (testinfra's chroot backend).
+
+    This is where generalisation is checked: a boot regenerates machine-id
+    and SSH host keys, so only the image as shipped can show they are absent.
+    """
+    _run_pytest(
+        [f"--hosts=chroot://{tree.resolve()}"], profile=profile, extra_args=extra_args, what=f"{tree} (un-booted)"
+    )
+
+
+def _run_pytest(hosts: Sequence[str], *, profile: str, extra_args: Sequence[str], what: str) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE_DIR),
+        "-p",
+        "no:cacheprovider",
+        *hosts,
+        f"--nodeimage-profile={profile}",
+        "-q",
+        "-rs",
+        *extra_args,
+    ]
+    with step(f"running the image suite (tests/acceptance) against {what}"):
+        proc = run(cmd, check=False, cwd=REPO_ROOT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    if proc.returncode != 0:
+        die(
+            f"the image suite failed against {what} (pytest exit code {proc.returncode})",
+            hint="the failures are listed above; `invoke build --skip-suite` builds without it (not recommended)",
+        )
