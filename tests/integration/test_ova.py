@@ -186,6 +186,7 @@ def _e2e_image() -> Path | None:
     candidates = [Path(os.environ["NODEIMAGE_E2E_IMAGE"])] if os.environ.get("NODEIMAGE_E2E_IMAGE") else []
     candidates += [root / "build" / p / "node.qcow2" for p in ("k8s-1.17-debian12", "k8s-1.17")]
     candidates += sorted((root / "build" / "base").glob("*.qcow2"))
+    candidates += sorted((root / "build" / "e2e" / "base").glob("*.qcow2"))
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -194,13 +195,13 @@ def _e2e_image() -> Path | None:
 _NO_GRUB_MKCONFIG = "failed to find grub2-mkconfig binary"
 
 
-@pytest.mark.e2e
-def test_virt_v2v_imports_a_bootable_image(tmp_path: Path) -> None:
-    """Full import: virt-v2v opens the disk inside the OVA, inspects the guest OS and converts it to qcow2."""
+def virt_v2v_full_import(image: Path, tmp_path: Path) -> None:
+    """Package ``image`` as an OVA and import it with virt-v2v; reusable by tests/e2e with the e2e build's image.
+
+    virt-v2v opens the disk inside the OVA, inspects the guest OS and
+    converts it to a local qcow2 plus a libvirt domain.
+    """
     _need("virt-v2v")
-    image = _e2e_image()
-    if image is None:
-        pytest.skip("no bootable image built yet: set NODEIMAGE_E2E_IMAGE, or run invoke base / invoke build first")
     ova = _make(image, tmp_path / "node.ova", guest_os="debian64")
     out = tmp_path / "imported"
     out.mkdir()
@@ -218,3 +219,12 @@ def test_virt_v2v_imports_a_bootable_image(tmp_path: Path) -> None:
     assert disks, sorted(p.name for p in out.iterdir())
     assert (out / f"{NAME}.xml").is_file()  # the libvirt domain virt-v2v wrote from the OVF
     assert _sh("qemu-img", "check", disks[0]).returncode == 0
+
+
+@pytest.mark.e2e
+def test_virt_v2v_imports_a_bootable_image(tmp_path: Path) -> None:
+    """Full import of a bootable image built on this machine (see virt_v2v_full_import)."""
+    image = _e2e_image()
+    if image is None:
+        pytest.skip("no bootable image built yet: set NODEIMAGE_E2E_IMAGE, or run invoke base / invoke build first")
+    virt_v2v_full_import(image, tmp_path)
