@@ -244,7 +244,7 @@ def bootstrap_status(state: ClusterState, node: NodeState) -> tuple[str, str]:
         f"elif [ -e {FAILURE} ]; then echo failed; cat {FAILURE}; "
         "elif cloud-init status 2>/dev/null | grep -Eq 'status: (done|error)'; then echo not-run; "
         "cloud-init status --long 2>/dev/null; "
-        "else echo running; fi"
+        "else echo running; fi; exit 0"  # `cloud-init status` exits 1 on error: not an SSH failure
     )
     try:
         proc = vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "sh", "-c", script], check=False, timeout=60)
@@ -266,7 +266,11 @@ def wait_bootstrap(state: ClusterState, node: NodeState, *, timeout: float = 180
             info(f"{node.name}: first boot succeeded after {elapsed:.0f} s")
             return
         if status in ("failed", "not-run"):
-            what = "the bootstrap failed" if status == "failed" else "cloud-init finished without running the bootstrap"
+            what = (
+                "the bootstrap failed"
+                if status == "failed"
+                else "cloud-init finished but nodeimage-bootstrap left no result (is it in the image?)"
+            )
             die(
                 f"{node.name}: {what}:\n{detail}",
                 hint=f"see {BOOTSTRAP_LOG} and /var/log/cloud-init-output.log on the node: "
