@@ -136,6 +136,26 @@ def test_different_content_gets_a_different_cid(qcow2: Path, extracted: Path, tm
     assert cid_empty != cid_full
 
 
+def test_fix_cid_handles_qemu_img_short_cids(qcow2: Path, tmp_path: Path) -> None:
+    """qemu-img prints the CID without leading zeros; the fixed one always has 8 digits and qemu-img reads it."""
+    from nodeimage.ova import convert_to_vmdk, fix_cid
+
+    vmdk = tmp_path / "d.vmdk"
+    convert_to_vmdk(qcow2, vmdk)
+    data = bytearray(vmdk.read_bytes())
+    start = data.index(b"\nCID=") + 5
+    end = data.index(b"\n", start)
+    desc_end = data.index(b"\0", end)
+    # As qemu-img writes a CID below 0x10000000: seven digits, the descriptor one byte shorter.
+    data[start:desc_end] = b"5a3b2c1" + data[end:desc_end] + b"\0" * (end - start - 7)
+    vmdk.write_bytes(bytes(data))
+    cid = fix_cid(vmdk)
+    assert len(cid) == 8 and int(cid, 16) >= 0
+    assert f"\nCID={cid}\n".encode() in vmdk.read_bytes()[:4096]
+    assert _sh("qemu-img", "check", "-f", "vmdk", vmdk).returncode == 0
+    assert _sh("qemu-img", "compare", "-f", "qcow2", "-F", "vmdk", qcow2, vmdk).returncode == 0
+
+
 def test_refuses_a_disk_that_is_not_qcow2(tmp_path: Path) -> None:
     raw = tmp_path / "disk.img"
     raw.write_bytes(b"\0" * 1024 * 1024)
