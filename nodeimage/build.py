@@ -26,7 +26,9 @@ from nodeimage.disk import normalise_image
 from nodeimage.fsutil import atomic_write
 from nodeimage.lock import DEFAULT_LOCK, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import die, info, step, warn
+from nodeimage.ova import write_profile_ova
 from nodeimage.profiles import Profile, load_profile, parse_formats
+from nodeimage.sbom import write_sbom
 from nodeimage.sshkey import generate_keypair
 from nodeimage.suite import run_image_suite, run_tree_suite
 
@@ -236,20 +238,15 @@ def build(
             profile, packer_info, report.accelerator, base_image, files, entries, lock_path, work, state, inspect
         )
         outputs = {"qcow2": image}
+        epoch = source_date_epoch(lock_path)
+        with state.phase("sbom", "writing the SBOM (SPDX: installed packages and lock artifacts)"):
+            sbom = work / "final" / "node.spdx.json"
+            write_sbom(image, entries, sbom, profile=profile.name, epoch=epoch)
+            outputs["spdx-json"] = sbom
         if "ova" in fmts:
-            from nodeimage.ova import write_ova
-
             with state.phase("ova", "writing the OVA"):
                 ova = work / "final" / "node.ova"
-                write_ova(
-                    image,
-                    ova,
-                    name=f"nodeimage-{profile.name}",
-                    cpus=profile.vm.cpus,
-                    memory_mib=profile.vm.memory_mib,
-                    product={"profile": profile.name, **profile.components},
-                    epoch=source_date_epoch(lock_path),
-                )
+                write_profile_ova(image, ova, profile, epoch=epoch)
                 outputs["ova"] = ova
         if run_suite:
             with state.phase("suite", "image suite"):

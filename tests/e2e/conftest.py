@@ -48,6 +48,7 @@ class E2EBuild:
             f"--lock-file={self.standins.lock}",
             f"--mirror={self.standins.mirror}",
             f"--out={self.out_root}",
+            "--formats=qcow2,ova",
             "--suite-args=--standins",
         ]
 
