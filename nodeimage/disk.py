@@ -32,7 +32,7 @@ from nodeimage.log import debug, die, step
 from nodeimage.run import output, run, which
 
 # Bump when a change here changes the bytes of the disks made (base images key their cache on it).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SECTOR = 512
 PART_OFFSET = 1024 * 1024  # first partition starts at 1 MiB, the usual alignment
 BLOCK_SIZE = 4096
@@ -226,11 +226,12 @@ def _make_fs(
         for line in _time_commands(tree, epoch):
             fh.write(line + "\n")
     run(["debugfs", "-w", "-f", cmds, f"{raw}?offset={PART_OFFSET}"], env=env, capture=True)
-    # "Lifetime writes" counts what mkfs happened to write (it varies with how the
-    # tree's files are laid out on the host); reset it in a session of its own,
-    # whose own small write count is the same every time.
-    run(["debugfs", "-w", "-R", "set_super_value kbytes_written 0", f"{raw}?offset={PART_OFFSET}"], env=env,
-        capture=True)  # fmt: skip
+    # "Lifetime writes" counts what mkfs happened to write, which varies with how
+    # the tree's files lie on the host. Zero it in a session that has written
+    # nothing yet, and with close -a, in the backup superblocks too.
+    reset = tmp / "reset.debugfs"
+    reset.write_text("set_super_value kbytes_written 0\nclose_filesys -a\n")
+    run(["debugfs", "-w", "-f", reset, f"{raw}?offset={PART_OFFSET}"], env=env, capture=True)
     # A read-only full check: catches a filesystem we or debugfs got wrong before anyone boots it.
     run(["e2fsck", "-f", "-n", f"{raw}?offset={PART_OFFSET}"], env=env, capture=True)
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,18 @@ def test_filesystem_is_clean_and_labelled(image: Path, tmp_path: Path) -> None:
     assert "Filesystem volume name:   rootfs" in header
     assert disk.read_fs_uuid(image) == FS_UUID
     assert disk.read_fs_label(image) == "rootfs"
+
+
+def test_no_write_history_in_any_superblock(image: Path, tmp_path: Path) -> None:
+    """mkfs's "lifetime writes" varies with the host's tree layout: every superblock copy must read zero."""
+    raw = _raw(image, tmp_path)
+    dev = f"{raw}?offset={disk.PART_OFFSET}"
+    for extra in ([], ["-o", "superblock=32768", "-o", "blocksize=4096"]):
+        header = subprocess.run(["dumpe2fs", *extra, "-h", dev], check=True, capture_output=True, text=True,
+                                env={**os.environ, "TZ": "UTC", "LC_ALL": "C"}).stdout  # fmt: skip
+        assert "Filesystem UUID" in header
+        assert "Lifetime writes" not in header, extra
+        assert f"Filesystem created:       {time.strftime('%c', time.gmtime(EPOCH))}" in header
 
 
 def test_inode_times_are_the_epoch(image: Path, tmp_path: Path) -> None:
