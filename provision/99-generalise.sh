@@ -40,10 +40,15 @@ clean_apt() {
 }
 
 clean_logs() {
-  if booted && command -v journalctl >/dev/null; then
-    journalctl --rotate >/dev/null 2>&1 || true
-    journalctl --vacuum-time=1s >/dev/null 2>&1 || true
+  if booted && [[ -d /run/systemd/journal ]]; then
+    # For the rest of this boot journald writes to /run only; otherwise it would persist the
+    # shutdown's messages under the build's machine-id into /var/log/journal after this step.
+    install -d -m 0755 /run/systemd/journald.conf.d
+    printf '[Journal]\nStorage=volatile\n' >/run/systemd/journald.conf.d/90-nodeimage-build.conf
+    systemctl restart systemd-journald || warn "could not restart journald; the journal may keep build messages"
   fi
+  # Nothing else may log to files after this step (Ubuntu's rsyslog would record the shutdown).
+  stop_unit rsyslog.service syslog.socket
   rm -rf /var/log/journal/*
   find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' -o -name '*-old' \) -delete
   find /var/log -type f -exec truncate -s 0 {} +

@@ -357,6 +357,15 @@ def test_no_cloud_init_state(host: Any):
 
 
 @pytest.mark.unbooted_only
+def test_no_build_logs(host: Any):
+    """No journal and no non-empty log file from the build (nodeimage-standins is skipped: running
+    the stand-ins, as this suite does in a chroot, writes there)."""
+    out = host.run("find /var/log -path /var/log/nodeimage-standins -prune -o -type f -size +0 -print")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split() == [], f"log files with content from the build: {out.stdout.split()}"
+
+
+@pytest.mark.unbooted_only
 def test_no_apt_lists(host: Any):
     lists = host.file("/var/lib/apt/lists")
     leftovers = [n for n in (lists.listdir() if lists.is_directory else []) if n not in ("partial", "lock")]
