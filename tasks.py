@@ -52,7 +52,7 @@ def _debug_from_env(c: Context) -> None:
         "distro": "distribution to bootstrap: debian or ubuntu",
         "release": "release codename: bookworm (debian) or focal (ubuntu)",
         "mirror": "package mirror URL (http, https or file://), ideally a pinned snapshot",
-        "arch": "Debian architecture name (amd64, arm64)",
+        "arch": "Debian architecture name (only amd64: the disk boots with BIOS GRUB)",
         "out": "directory for <distro>-<release>-<arch>.qcow2 and its .json record",
         "epoch": "SOURCE_DATE_EPOCH for the build (default: the release's publication date)",
     }

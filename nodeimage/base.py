@@ -80,7 +80,8 @@ RELEASES: dict[str, dict[str, Release]] = {
     },
 }
 
-ARCHES = ("amd64", "arm64")
+# The disk boots through BIOS GRUB (i386-pc) and the kernel packages are amd64 ones.
+ARCHES = ("amd64",)
 
 # --- files written into the tree -------------------------------------------------------------------
 
