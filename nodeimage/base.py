@@ -14,13 +14,16 @@ the same inputs reuse the image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,7 @@ import requests
 from nodeimage.disk import FORMAT_VERSION as DISK_FORMAT_VERSION
 from nodeimage.disk import derive_hash_seed, tree_to_disk
 from nodeimage.fsutil import atomic_write
-from nodeimage.log import debug, die, info, step
+from nodeimage.log import debug, die, info, step, warn
 from nodeimage.run import run, which
 
 # Bump when the recipe changes in a way the file contents below do not show
@@ -272,7 +275,7 @@ def build_base(
         fs_uuid = fs_uuid_for(inputs)
         out_dir.mkdir(parents=True, exist_ok=True)
         sidecar.unlink(missing_ok=True)  # the old record no longer describes what is being built
-        with tempfile.TemporaryDirectory(prefix=".base-", dir=out_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=".base-", dir=out_dir) as tmp, _no_mounts_left(Path(tmp)):
             tree = Path(tmp) / "tree"
             _bootstrap(rel, mirror=mirror, arch=arch, tree=tree, epoch=epoch)
             with step("Generalising the tree (fstab, cloud-init, no host keys, empty machine-id)"):
@@ -297,6 +300,36 @@ def _bootstrap(rel: Release, *, mirror: str, arch: str, tree: Path, epoch: int) 
         fetch = any(w in line for line in lines for w in ("Failed to fetch", "apt-get update failed", "Could not"))
         hint = f"check that {mirror} is reachable and serves {rel.release}" if fetch else None
         die(f"mmdebstrap failed (exit {proc.returncode}) bootstrapping {rel.release} from {mirror}:\n    {tail}", hint)
+
+
+@contextlib.contextmanager
+def _no_mounts_left(root: Path) -> Iterator[None]:
+    """Unmount anything left mounted below ``root`` (a killed mmdebstrap leaves /proc, /sys, /dev there).
+
+    Runs before the temporary directory is deleted, so deleting it can never
+    reach into the host's /dev or /sys.
+    """
+    try:
+        yield
+    finally:
+        for mountpoint in sorted(mounts_below(root), key=lambda p: len(p.parts), reverse=True):
+            warn(f"unmounting {mountpoint}, left mounted by an interrupted bootstrap")
+            run(["umount", "--lazy", mountpoint], check=False)
+        if mounts_below(root):
+            die(f"{root} still has file systems mounted below it; unmount them, then delete it by hand")
+
+
+def mounts_below(root: Path) -> list[Path]:
+    """Mount points at or below ``root``, from /proc/self/mountinfo."""
+    root = root.resolve()
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            # field 5 is the mount point, with space, tab, newline and backslash octal-escaped
+            point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]))
+            if point == root or root in point.parents:
+                found.append(point)
+    return found
 
 
 def configure_tree(tree: Path, *, fs_uuid: str) -> None:

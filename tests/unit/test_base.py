@@ -280,3 +280,19 @@ def test_full_debian_base_build(tmp_path: Path) -> None:
     assert base.build_base(distro="debian", release="bookworm", mirror="http://deb.debian.org/debian",
                            out_dir=tmp_path) == image  # fmt: skip
     assert image.stat().st_mtime == mtime
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_mounts_left_by_a_killed_bootstrap_are_removed_before_cleanup(tmp_path: Path) -> None:
+    import subprocess
+
+    target = tmp_path / "tree with space" / "proc"
+    target.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(target)], check=True)
+    try:
+        assert base.mounts_below(tmp_path) == [target]
+        with base._no_mounts_left(tmp_path):
+            pass
+        assert base.mounts_below(tmp_path) == []
+    finally:
+        subprocess.run(["umount", str(target)], check=False, capture_output=True)
