@@ -138,6 +138,22 @@ def test_crio_runtime_path_is_executable(host: Any, crio_conf: dict[str, Any], r
     assert host.run("test -x %s", path).rc == 0, f"{runtime} runtime_path {path} is not executable"
 
 
+def test_crio_pinns_path_is_executable(host: Any, crio_conf: dict[str, Any]):
+    """manage_ns_lifecycle needs pinns; a wrong path fails every pod sandbox."""
+    path = _dig(crio_conf, "crio|runtime|pinns_path")
+    assert host.run("test -x %s", path).rc == 0, f"pinns_path {path} is not executable"
+
+
+def test_short_image_names_resolve_on_docker_hub(host: Any, crio_conf: dict[str, Any]):
+    """The Weave manifest names weaveworks/weave-kube:<v> without a registry."""
+    registries = crio_conf.get("crio", {}).get("image", {}).get("registries", [])
+    conf = host.file("/etc/containers/registries.conf")
+    unqualified = []
+    if conf.exists:
+        unqualified = tomllib.loads(conf.content_string).get("unqualified-search-registries", [])
+    assert "docker.io" in registries or "docker.io" in unqualified
+
+
 @pytest.mark.parametrize("name", ["100-crio-bridge.conf", "200-loopback.conf", "10-crio-bridge.conf"])
 def test_no_crio_default_cni_config(host: Any, name: str):
     assert not host.file(f"/etc/cni/net.d/{name}").exists, "CRI-O's default CNI config would preempt Weave"
