@@ -270,7 +270,10 @@ def build_base(
         if os.geteuid() != 0:
             die("building a base image needs root (mmdebstrap --mode=root)", hint="run as root")
         if rel.keyring and not Path(rel.keyring).is_file():
-            die(f"{distro} archive keyring missing: {rel.keyring}", hint=f"apt-get install {distro}-keyring")
+            die(
+                f"{distro} archive keyring missing: {rel.keyring} (mmdebstrap verifies the mirror with it)",
+                hint=f"install the {distro}-keyring package (Ubuntu hosts), or copy the file there from such a host",
+            )
         probe_mirror(mirror, release)
         fs_uuid = fs_uuid_for(inputs)
         out_dir.mkdir(parents=True, exist_ok=True)
