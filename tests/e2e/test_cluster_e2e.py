@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from nodeimage.profiles import load_profile
 from nodeimage.seed import ADMIN_USER
 
 REPO = Path(__file__).resolve().parents[2]
+TwoNodes = tuple[cluster.ClusterState, Path]  # the running cluster and its state directory
 PROFILE = "k8s-1.17-debian12"
 # Listens on 6443 and accepts (and closes) connections: all the worker's wait-api step needs.
 STANDIN_APISERVER = (
@@ -41,7 +43,7 @@ REACH = (
 
 
 @pytest.fixture(scope="module")
-def two_nodes(e2e_image: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def two_nodes(e2e_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     prof = load_profile(PROFILE)
     state_dir = tmp_path_factory.mktemp("clusters")
     state = cluster.start(
@@ -84,7 +86,7 @@ def _reach(state: cluster.ClusterState, src: cluster.NodeState, dst: cluster.Nod
 
 
 @pytest.mark.e2e
-def test_nodes_reach_each_other_on_the_private_network(two_nodes) -> None:  # noqa: ANN001
+def test_nodes_reach_each_other_on_the_private_network(two_nodes: TwoNodes) -> None:
     state, _ = two_nodes
     cp, worker = state.nodes
     addr = vm.ssh_run(worker.vm, ADMIN_USER, state.ssh_key, ["ip", "-4", "-o", "addr", "show", "cluster0"])
@@ -94,7 +96,7 @@ def test_nodes_reach_each_other_on_the_private_network(two_nodes) -> None:  # no
 
 
 @pytest.mark.e2e
-def test_first_boot_layer_passes_on_both_nodes(two_nodes, tmp_path: Path) -> None:  # noqa: ANN001
+def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, tmp_path: Path) -> None:
     state, state_dir = two_nodes
     report = tmp_path / "firstboot.xml"
     cmd, env = cluster.acceptance_command(
