@@ -23,14 +23,14 @@ from pathlib import Path
 from nodeimage import __version__, accel, packer
 from nodeimage import fetch as fetchmod
 from nodeimage.disk import normalise_image
-from nodeimage.fsutil import atomic_write
+from nodeimage.fsutil import atomic_write, file_sha256
 from nodeimage.lock import DEFAULT_LOCK, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import die, info, step, warn
 from nodeimage.ova import write_profile_ova
 from nodeimage.profiles import Profile, load_profile, parse_formats
 from nodeimage.sbom import write_sbom
 from nodeimage.sshkey import generate_keypair
-from nodeimage.suite import run_image_suite, run_tree_suite
+from nodeimage.suite import run_image_suite, run_tree_suite, sudo_user_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROVISION_DIR = REPO_ROOT / "provision"
@@ -85,14 +85,6 @@ def input_digest(profile: Profile, entries: Sequence[LockEntry], formats: Sequen
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def up_to_date(out_dir: Path, digest: str) -> bool:
     """The last build had the same inputs and its outputs are still there, at their recorded sizes."""
     try:
@@ -112,17 +104,7 @@ def build_seed_files(workdir: Path, public_key: str) -> list[Path]:
     """The build-time NoCloud seed: a sudo build user reachable with a throwaway key, nothing else."""
     seed = workdir / "seed"
     seed.mkdir()
-    (seed / "user-data").write_text(
-        "#cloud-config\n"
-        "users:\n"
-        f"  - name: {BUILD_USER}\n"
-        "    sudo: 'ALL=(ALL) NOPASSWD:ALL'\n"
-        "    shell: /bin/bash\n"
-        "    lock_passwd: true\n"
-        "    ssh_authorized_keys:\n"
-        f"      - {public_key}\n"
-        "ssh_pwauth: false\n"
-    )
+    (seed / "user-data").write_text(sudo_user_data(BUILD_USER, public_key))
     (seed / "meta-data").write_text(f"instance-id: {BUILD_USER}\nlocal-hostname: {BUILD_USER}\n")
     return [seed / "user-data", seed / "meta-data"]
 

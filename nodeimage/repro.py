@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodeimage.fsutil import file_sha256
 from nodeimage.log import info, step, warn
 from nodeimage.run import run
 from nodeimage.verify import Output, manifest_outputs, read_manifest
@@ -117,14 +118,6 @@ class ReproReport:
 # --- file trees ------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _xattrs(path: Path) -> tuple[tuple[str, bytes], ...]:
     try:
         names = os.listxattr(path, follow_symlinks=False)
@@ -140,7 +133,7 @@ def scan_tree(root: Path) -> dict[str, Entry]:
         st = path.lstat()
         rel = "/" + path.relative_to(root).as_posix() if path != root else "/"
         if stat.S_ISREG(st.st_mode):
-            kind, digest = "file", _sha256(path)
+            kind, digest = "file", file_sha256(path)
         elif stat.S_ISLNK(st.st_mode):
             kind, digest = "symlink", os.readlink(path)
         elif stat.S_ISDIR(st.st_mode):

@@ -8,7 +8,6 @@ is the build's SOURCE_DATE_EPOCH, so the same image gives the same SBOM.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nodeimage import __version__
-from nodeimage.fsutil import atomic_write
+from nodeimage.fsutil import atomic_write, file_sha256
 from nodeimage.lock import LockEntry
 from nodeimage.log import die, step
 
@@ -213,14 +212,6 @@ def build_sbom(
         "packages": pkgs,
         "relationships": rels,
     }
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_sbom(

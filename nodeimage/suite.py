@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from nodeimage import nocloud, vm
 from nodeimage.log import die, step
 from nodeimage.run import run
@@ -24,19 +26,25 @@ TEST_USER = "nodeimage-test"
 SSH_TIMEOUT_S = 900.0
 
 
-def test_seed_user_data(public_key: str) -> str:
-    """user-data for a suite boot: a sudo test user with the throwaway key, nothing else."""
-    return (
-        "#cloud-config\n"
-        "users:\n"
-        f"  - name: {TEST_USER}\n"
-        "    sudo: 'ALL=(ALL) NOPASSWD:ALL'\n"
-        "    shell: /bin/bash\n"
-        "    lock_passwd: true\n"
-        "    ssh_authorized_keys:\n"
-        f"      - {public_key}\n"
-        "ssh_pwauth: false\n"
-    )
+def sudo_user_data(user: str, public_key: str) -> str:
+    """user-data that creates one passwordless-sudo user reachable with ``public_key``, and nothing else.
+
+    Used for the build user (packer) and the suite's test user; neither is
+    the distro's default user, which is therefore not created at all.
+    """
+    doc = {
+        "users": [
+            {
+                "name": user,
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "shell": "/bin/bash",
+                "lock_passwd": True,
+                "ssh_authorized_keys": [public_key],
+            }
+        ],
+        "ssh_pwauth": False,
+    }
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
 def ssh_config(workdir: Path, control_dir: Path) -> Path:
@@ -72,7 +80,7 @@ def run_image_suite(
     seed = workdir / "suite-seed.iso"
     nocloud.write_seed_iso(
         seed,
-        user_data=test_seed_user_data(public),
+        user_data=sudo_user_data(TEST_USER, public),
         meta_data={"instance-id": "nodeimage-suite", "local-hostname": "nodeimage-suite"},
     )
     spec = vm.VMSpec(name="suite", disk=image, seed_iso=seed, cpus=cpus, memory_mib=memory_mib, accel=accel)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nodeimage.fsutil import file_sha256
 from nodeimage.log import NodeimageError, die, info, step
 
 MANIFEST_NAME = "build-manifest.json"
@@ -70,14 +71,6 @@ def manifest_outputs(build_dir: Path, manifest: dict[str, Any] | None = None) ->
     return outputs
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_output(build_dir: Path, out: Output) -> str | None:
     """None if ``out`` is intact, else a sentence naming the file, expected and actual values."""
     path = Path(build_dir) / out.path
@@ -86,7 +79,7 @@ def check_output(build_dir: Path, out: Output) -> str | None:
     size = path.stat().st_size
     if size != out.size:
         return f"{path}: size {size} bytes, expected {out.size}"
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if digest != out.sha256:
         return f"{path}: sha256 {digest}, expected {out.sha256}"
     return None

@@ -8,7 +8,6 @@ artifact and an interrupted build.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -20,17 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nodeimage.fsutil import file_sha256
 from tests.e2e.conftest import PROFILE, REPO, E2EBuild, invoke
 
 pytestmark = pytest.mark.e2e
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest(b: E2EBuild) -> dict:  # type: ignore[type-arg]
@@ -56,7 +48,7 @@ def test_manifest_records_inputs_and_outputs(e2e_build: E2EBuild) -> None:
     assert m["packer_version"]
     outputs = {o["format"]: o for o in m["outputs"]}
     qcow2 = e2e_build.build_dir / outputs["qcow2"]["path"]
-    assert outputs["qcow2"]["sha256"] == sha256(qcow2)
+    assert outputs["qcow2"]["sha256"] == file_sha256(qcow2)
     assert outputs["qcow2"]["size"] == qcow2.stat().st_size
 
 
