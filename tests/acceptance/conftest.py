@@ -2,7 +2,8 @@
 
 Run it against an image with testinfra's ``--hosts``:
 
-    pytest tests/acceptance --connection=chroot --hosts=/mnt/img         # un-booted image tree
+    pytest tests/acceptance --hosts=chroot:///mnt/img                      # un-booted image tree
+    pytest tests/acceptance --connection=chroot --hosts=/mnt/img         # the same, testinfra's own form
     pytest tests/acceptance --hosts=ssh://ubuntu@10.0.0.5 --sudo --booted  # a booted node
 
 Expected versions come from this checkout (``profiles/<name>.yaml`` and
@@ -41,6 +42,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "booted_only: needs a running image (modules loaded, services active)")
     config.addinivalue_line("markers", "unbooted_only: checks state that a first boot legitimately regenerates")
+    _accept_chroot_urls(config)
+
+
+def _accept_chroot_urls(config: pytest.Config) -> None:
+    """Let ``--hosts=chroot:///mnt/img`` mean testinfra's ``--connection=chroot --hosts=/mnt/img``.
+
+    testinfra's own parser would take the (empty) URL host part as the chroot directory.
+    """
+    hosts = getattr(config.option, "hosts", None)
+    if not hosts or "chroot://" not in hosts:
+        return
+    specs = hosts.split(",")
+    if not all(s.startswith("chroot://") for s in specs):
+        raise pytest.UsageError(f"--hosts={hosts}: chroot:// hosts cannot be mixed with other connections")
+    paths = [s.removeprefix("chroot://") for s in specs]
+    if not all(p.startswith("/") for p in paths):
+        raise pytest.UsageError(f"--hosts={hosts}: write a chroot as chroot:///absolute/path")
+    config.option.hosts = ",".join(paths)
+    config.option.connection = "chroot"
 
 
 def _has_target(config: pytest.Config) -> bool:
@@ -58,9 +78,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if not target and "host" in getattr(item, "fixturenames", ()):
             item.add_marker(
-                pytest.mark.skip(
-                    reason="no image given: pass --connection=chroot --hosts=/mnt/img, or --hosts=ssh://user@host"
-                )
+                pytest.mark.skip(reason="no image given: pass --hosts=chroot:///mnt/img or --hosts=ssh://user@host")
             )
         elif standins and item.get_closest_marker("needs_upstream"):
             item.add_marker(pytest.mark.skip(reason=STANDIN_REASON))

@@ -214,7 +214,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
             shutil.rmtree(root / STAGE, ignore_errors=True)  # the second 99 run put it back
             acceptance = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance",
-                 "--connection=chroot", f"--hosts={root}", "--standins", f"--nodeimage-profile={PROFILE}", "-rs"],
+                 f"--hosts=chroot://{root}", "--standins", f"--nodeimage-profile={PROFILE}", "-rs"],
                 cwd=REPO, capture_output=True, text=True, timeout=900,
             )  # fmt: skip
         yield Provisioned(root, tamper, tamper_changes, runs, acceptance)
