@@ -454,6 +454,7 @@ def down(c: Context, cluster: str = "local", state_dir: str = "", purge: bool = 
         "standins": "the image was built from test stand-ins: skip checks that need real upstream binaries",
         "state_dir": "where cluster directories live (default build/clusters)",
         "pytest_args": "extra pytest arguments, e.g. '-k firstboot -x'",
+        "no_sudo": "do not run the checks through sudo (when connecting as root on a node without sudo)",
     }
 )
 @_user_errors
@@ -467,6 +468,7 @@ def acceptance(
     standins: bool = False,
     state_dir: str = "",
     pytest_args: str = "",
+    no_sudo: bool = False,
 ) -> None:
     """Run the acceptance suite (image, first-boot and cluster layers) against booted nodes."""
     import shlex
@@ -487,6 +489,7 @@ def acceptance(
         state_dir=Path(state_dir) if state_dir else None,
         extra=shlex.split(pytest_args),
         python=sys.executable,
+        sudo=not no_sudo,
     )
     print("+ " + shlex.join(cmd), file=sys.stderr)
     rc = subprocess.run(cmd, env=env, check=False).returncode

@@ -332,12 +332,13 @@ def acceptance_command(
     extra: list[str] | None = None,
     python: str = "python3",
     paths: list[Path] | None = None,
+    sudo: bool = True,
 ) -> tuple[list[str], dict[str, str]]:
     """The pytest command (and environment) that runs tests/acceptance against booted nodes.
 
     The kubeconfig goes to the suite as NODEIMAGE_KUBECONFIG (the cluster layer reads it).
+    ``sudo``: testinfra runs its commands through sudo (the first-boot files are root-only).
     """
-    sudo = False
     if cluster:
         state = ClusterState.load(cluster_dir(cluster, state_dir))
         if state is None:
@@ -345,7 +346,6 @@ def acceptance_command(
         hosts = hosts or state.testinfra_hosts()
         ssh_config = ssh_config or write_ssh_config(state)
         kubeconfig = kubeconfig or state.kubeconfig
-        sudo = True
     if not hosts:
         die("no hosts to test", hint="pass --hosts ssh://user@host,... or --cluster NAME of a cluster from `invoke up`")
     for h in hosts:

@@ -97,6 +97,8 @@ def test_acceptance_command_for_given_hosts(tmp_path: Path) -> None:
     assert "--hosts=ssh://ubuntu@10.0.0.5,ssh://ubuntu@10.0.0.6" in cmd
     assert "--booted" in cmd and "--standins" in cmd
     assert env["NODEIMAGE_KUBECONFIG"] == str(kubeconfig.resolve())
+    assert "--sudo" in cmd
+    assert "--sudo" not in cluster.acceptance_command(hosts=["ssh://root@h"], sudo=False)[0]
 
 
 def test_acceptance_command_for_an_up_cluster(tmp_path: Path) -> None:
