@@ -52,6 +52,9 @@ clean_logs() {
   rm -rf /var/log/journal/*
   find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' -o -name '*-old' \) -delete
   find /var/log -type f -exec truncate -s 0 {} +
+  # Login records are appended only to an existing file (glibc updwtmp does not create it), so
+  # packer's shutdown session leaves none; systemd-tmpfiles recreates both on first boot.
+  rm -f /var/log/wtmp /var/log/btmp
 }
 
 clean_files() {
