@@ -31,7 +31,7 @@ import requests
 
 from nodeimage.disk import FORMAT_VERSION as DISK_FORMAT_VERSION
 from nodeimage.disk import derive_hash_seed, tree_to_disk
-from nodeimage.fsutil import atomic_write
+from nodeimage.fsutil import atomic_write, file_sha256
 from nodeimage.log import debug, die, info, step, warn
 from nodeimage.run import run, which
 
@@ -286,7 +286,7 @@ def build_base(
             tree_to_disk(
                 tree, image, size_gib=DISK_GIB, fs_uuid=fs_uuid, hash_seed=derive_hash_seed(fs_uuid), epoch=epoch
             )
-        record = {**inputs, "fs_uuid": fs_uuid, "sha256": _sha256(image), "image": image.name}
+        record = {**inputs, "fs_uuid": fs_uuid, "sha256": file_sha256(image), "image": image.name}
         atomic_write(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
     info(f"base image: {image}")
     return image
@@ -380,15 +380,7 @@ def _cached(image: Path, sidecar: Path, inputs: dict[str, object]) -> bool:
     if recorded != inputs:
         debug(f"base cache miss: {sidecar} records other inputs")
         return False
-    if record.get("sha256") != _sha256(image):
+    if record.get("sha256") != file_sha256(image):
         debug(f"base cache miss: {image} changed since it was built")
         return False
     return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -6,7 +6,6 @@ device nodes, loop mounts), as the image build itself does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nodeimage import disk
+from nodeimage.fsutil import file_sha256
 from nodeimage.log import NodeimageError
 
 pytestmark = [
@@ -30,10 +30,6 @@ pytestmark = [
 
 FS_UUID = "3f0b8f3e-6c47-4c4e-8d7a-2a7f1f1d0c01"
 EPOCH = 1686355200  # older than any file the tests create, so every mtime is clamped
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _populate(root: Path) -> None:
@@ -108,13 +104,13 @@ def test_same_tree_gives_identical_bytes(tree: Path, tmp_path: Path) -> None:
     subprocess.run(["cp", "-a", "--sparse=never", str(tree), str(copy)], check=True)
     os.utime(copy / "etc" / "hostname")  # newer than the epoch: clamped
     second = _build(copy, tmp_path / "b.qcow2")
-    assert _sha256(first) == _sha256(second)
+    assert file_sha256(first) == file_sha256(second)
 
 
 def test_other_uuid_gives_other_bytes(tree: Path, tmp_path: Path) -> None:
     first = _build(tree, tmp_path / "a.qcow2")
     other = _build(tree, tmp_path / "b.qcow2", fs_uuid="3f0b8f3e-6c47-4c4e-8d7a-2a7f1f1d0c02")
-    assert _sha256(first) != _sha256(other)
+    assert file_sha256(first) != file_sha256(other)
 
 
 def test_qemu_img_check_passes(image: Path) -> None:
@@ -294,11 +290,11 @@ def test_normalise_undoes_a_booted_write(image: Path, tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=True)
     written = tmp_path / "written.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(written)], check=True)
-    assert _sha256(written) != _sha256(image)
+    assert file_sha256(written) != file_sha256(image)
 
     normalised = tmp_path / "normalised.qcow2"
     disk.normalise_image(written, normalised, epoch=EPOCH)
-    assert _sha256(normalised) == _sha256(image)
+    assert file_sha256(normalised) == file_sha256(image)
 
 
 def test_normalise_keeps_changed_content_different(image: Path, tmp_path: Path) -> None:
@@ -312,7 +308,7 @@ def test_normalise_keeps_changed_content_different(image: Path, tmp_path: Path) 
         subprocess.run(["umount", str(mnt)], check=True)
     normalised = tmp_path / "normalised.qcow2"
     disk.normalise_image(raw, normalised, epoch=EPOCH)
-    assert _sha256(normalised) != _sha256(image)
+    assert file_sha256(normalised) != file_sha256(image)
     assert disk.read_file(normalised, "/etc/hostname") == b"other\n"
     assert disk.read_fs_uuid(normalised) == FS_UUID
     assert disk.virtual_size(normalised) == 1024**3
