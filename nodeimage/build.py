@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from nodeimage import __version__, accel, packer
@@ -29,6 +28,7 @@ from nodeimage.log import die, info, step, warn
 from nodeimage.ova import write_profile_ova
 from nodeimage.profiles import Profile, load_profile, parse_formats
 from nodeimage.sbom import write_sbom
+from nodeimage.scrub import scrub_shutdown_residue
 from nodeimage.sshkey import generate_keypair
 from nodeimage.suite import run_image_suite, run_tree_suite, sudo_user_data
 
@@ -214,10 +214,15 @@ def build(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     try:
-        # The un-booted suite (generalisation checks) runs on the file tree the normalise step extracts.
-        inspect = partial(run_tree_suite, profile=profile.name, extra_args=suite_args) if run_suite else None
+
+        def on_tree(tree: Path) -> None:
+            """The normalise step's file tree: scrub shutdown residue, then run the un-booted suite on it."""
+            scrub_shutdown_residue(tree)
+            if run_suite:
+                run_tree_suite(tree, profile=profile.name, extra_args=suite_args)
+
         image = _packer_build(
-            profile, packer_info, report.accelerator, base_image, files, entries, lock_path, work, state, inspect
+            profile, packer_info, report.accelerator, base_image, files, entries, lock_path, work, state, on_tree
         )
         outputs = {"qcow2": image}
         epoch = source_date_epoch(lock_path)
@@ -297,7 +302,7 @@ def _packer_build(
     lock_path: Path,
     work: Path,
     state: BuildState,
-    inspect: Callable[[Path], None] | None,
+    on_tree: Callable[[Path], None],
 ) -> Path:
     with state.phase("stage", "staging inputs for packer"):
         stage = work / "stage"
@@ -331,7 +336,7 @@ def _packer_build(
     title = "normalising the image (its filesystem rebuilt from its file tree; the un-booted suite runs on the tree)"
     with state.phase("normalise", title):
         image = final / IMAGE_NAME
-        normalise_image(raw_image, image, epoch=source_date_epoch(lock_path), inspect=inspect)
+        normalise_image(raw_image, image, epoch=source_date_epoch(lock_path), prepare=on_tree)
     return image
 
 

@@ -465,15 +465,16 @@ def disk_to_tree(qcow2: Path, tree: Path) -> None:
 
 
 def normalise_image(
-    in_qcow2: Path, out_qcow2: Path, *, epoch: int, inspect: Callable[[Path], None] | None = None
+    in_qcow2: Path, out_qcow2: Path, *, epoch: int, prepare: Callable[[Path], None] | None = None
 ) -> None:
     """Rebuild an image from its own files so equal content gives equal bytes.
 
     A filesystem written by a booted VM is not reproducible (inode
     allocation, journal, times); rebuilding from the file tree with the
     same UUID, a seed derived from it, clamped times and the same virtual
-    size is. ``inspect`` is called with the extracted tree before the
-    rebuild (the build runs the un-booted image suite on it).
+    size is. ``prepare`` is called with the extracted tree before the
+    rebuild: the build scrubs shutdown residue from it and runs the
+    un-booted image suite on it.
     """
     in_qcow2, out_qcow2 = Path(in_qcow2), Path(out_qcow2)
     fs_uuid = read_fs_uuid(in_qcow2)
@@ -484,8 +485,8 @@ def normalise_image(
         with tempfile.TemporaryDirectory(prefix=".nodeimage-norm-", dir=out_qcow2.parent) as tmp:
             tree = Path(tmp) / "tree"
             disk_to_tree(in_qcow2, tree)
-            if inspect is not None:
-                inspect(tree)
+            if prepare is not None:
+                prepare(tree)
             _tree_to_disk_bytes(
                 tree, out_qcow2, size=size, fs_uuid=fs_uuid, hash_seed=derive_hash_seed(fs_uuid), epoch=epoch,
                 label=label or "rootfs",
