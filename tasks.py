@@ -495,3 +495,16 @@ def acceptance(
     rc = subprocess.run(cmd, env=env, check=False).returncode
     if rc != 0:
         raise Exit(f"acceptance suite failed (pytest exit code {rc})", code=rc)
+
+
+@task(help={"which": "which benchmark: build, ova or all (default all)"})
+def bench(c: Context, which: str = "all") -> None:
+    """Run the benchmarks in bench/ and print their figures (they never fail on a timing)."""
+    import sys
+
+    scripts = {"build": "bench/build_bench.py", "ova": "bench/ova_bench.py"}
+    if which not in (*scripts, "all"):
+        raise Exit(f"invalid --which value: {which!r}; expected one of build, ova, all", code=2)
+    for name, script in scripts.items():
+        if which in (name, "all"):
+            c.run(f"{sys.executable} {script}", echo=True, pty=False)
