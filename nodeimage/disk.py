@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeimage.fsutil import atomic_path
-from nodeimage.log import debug, die, step
+from nodeimage.log import debug, die, step, warn
 from nodeimage.run import output, run, which
 
 # Bump when a change here changes the bytes of the disks made (base images key their cache on it).
@@ -65,11 +65,13 @@ _HASH_SEED_NS = uuid.UUID("6a0e9f3c-3c1e-4d55-9a8b-6e6f6465696d")
 
 @dataclass(frozen=True)
 class Partition:
-    """The one msdos partition of a disk, in bytes."""
+    """The root partition of a disk, in bytes: an msdos disk's only partition, or a GPT disk's
+    (largest) Linux filesystem partition, as on Ubuntu's cloud images."""
 
     offset: int
     size: int
     type: int
+    table: str = "msdos"
 
 
 # --- building --------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def parse_mbr(mbr: bytes, source: object = "disk") -> Partition:
         ptype = entry[4]
         first, count = struct.unpack("<II", entry[8:16])
         if ptype == 0xEE:
-            die(f"{source} has a GPT partition table, which nodeimage cannot read", hint="use an msdos-labelled disk")
+            return parse_gpt(mbr, source)
         if ptype and count:
             parts.append(Partition(first * SECTOR, count * SECTOR, ptype))
     if len(parts) != 1:
@@ -316,6 +318,33 @@ def parse_mbr(mbr: bytes, source: object = "disk") -> Partition:
     if parts[0].type in (0x05, 0x0F, 0x85):
         die(f"{source}'s only partition is an extended partition, which nodeimage does not handle")
     return parts[0]
+
+
+# GPT partition type "Linux filesystem data", as stored on disk (mixed-endian).
+LINUX_FS_GUID = uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4").bytes_le
+# What to read from the start of a disk to see its partition table: the MBR,
+# and for GPT the header (LBA 1) and 128 entries of 128 bytes (LBAs 2-33).
+TABLE_BYTES = 34 * SECTOR
+
+
+def parse_gpt(head: bytes, source: object = "disk") -> Partition:
+    """The largest Linux filesystem partition of a GPT disk (Ubuntu cloud images: partition 1)."""
+    header = head[SECTOR : 2 * SECTOR]
+    if len(head) < TABLE_BYTES or header[:8] != b"EFI PART":
+        die(f"{source} has a protective MBR but no readable GPT header")
+    entries_lba, count, size = struct.unpack("<QII", header[72:88])
+    start = entries_lba * SECTOR
+    candidates = []
+    for i in range(count):
+        entry = head[start + i * size : start + (i + 1) * size]
+        if len(entry) < 48:
+            break
+        first, last = struct.unpack("<QQ", entry[32:48])
+        if entry[:16] == LINUX_FS_GUID and last >= first:
+            candidates.append(Partition(first * SECTOR, (last - first + 1) * SECTOR, 0x83, "gpt"))
+    if not candidates:
+        die(f"{source} has a GPT partition table without a Linux filesystem partition")
+    return max(candidates, key=lambda p: p.size)
 
 
 def _dd(image: Path, tmp: Path, *, offset: int, length: int) -> bytes:
@@ -352,7 +381,7 @@ def read_partition(qcow2: Path) -> Partition:
     """The single partition of ``qcow2`` (any format qemu-img reads)."""
     _check_image(qcow2)
     with tempfile.TemporaryDirectory(prefix="nodeimage-mbr-") as tmp:
-        return parse_mbr(_dd(qcow2, Path(tmp), offset=0, length=SECTOR), qcow2)
+        return parse_mbr(_dd(qcow2, Path(tmp), offset=0, length=TABLE_BYTES), qcow2)
 
 
 def _superblock(qcow2: Path) -> tuple[Partition, bytes]:
@@ -389,7 +418,7 @@ class _RawDisk:
         try:
             run(["qemu-img", "convert", "-q", "-O", "raw", image, self.raw], capture=True)
             with self.raw.open("rb") as fh:
-                self.part = parse_mbr(fh.read(SECTOR), image)
+                self.part = parse_mbr(fh.read(TABLE_BYTES), image)
         except BaseException:
             self.close()
             raise
@@ -477,6 +506,9 @@ def normalise_image(
     un-booted image suite on it.
     """
     in_qcow2, out_qcow2 = Path(in_qcow2), Path(out_qcow2)
+    if read_partition(in_qcow2).table == "gpt":
+        _prepare_in_place(in_qcow2, out_qcow2, prepare)
+        return
     fs_uuid = read_fs_uuid(in_qcow2)
     label = read_fs_label(in_qcow2)
     size = virtual_size(in_qcow2)
@@ -491,3 +523,30 @@ def normalise_image(
                 tree, out_qcow2, size=size, fs_uuid=fs_uuid, hash_seed=derive_hash_seed(fs_uuid), epoch=epoch,
                 label=label or "rootfs",
             )  # fmt: skip
+
+
+def _prepare_in_place(in_qcow2: Path, out_qcow2: Path, prepare: Callable[[Path], None] | None) -> None:
+    """For a GPT disk (Ubuntu's cloud images: BIOS boot and EFI partitions beside the root), whose
+    layout tree_to_disk cannot rebuild: call ``prepare`` on its mounted root filesystem, then
+    convert. The filesystem keeps the booted build's allocation, so the qcow2 is not bit-reproducible."""
+    warn(
+        f"{in_qcow2} has a GPT layout: its filesystem is cleaned in place, not rebuilt from its file tree, "
+        "so the qcow2 is not bit-for-bit reproducible"
+    )
+    which("mount", "mount")
+    out_qcow2.parent.mkdir(parents=True, exist_ok=True)
+    with step(f"Preparing {in_qcow2} in place (GPT)"), _RawDisk(in_qcow2, out_qcow2.parent) as disk:
+        if prepare is not None:
+            mnt = disk.tmp / "mnt"
+            mnt.mkdir()
+            run(
+                ["mount", "-t", "ext4", "-o", f"loop,offset={disk.part.offset},sizelimit={disk.part.size}",
+                 disk.raw, mnt],
+                capture=True,
+            )  # fmt: skip
+            try:
+                prepare(mnt)
+            finally:
+                run(["umount", mnt], capture=True)
+        with atomic_path(out_qcow2, mode=0o644) as tmp:
+            run(["qemu-img", "convert", "-q", "-O", "qcow2", disk.raw, tmp], capture=True)

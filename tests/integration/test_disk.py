@@ -264,15 +264,55 @@ def test_read_file(image: Path) -> None:
         disk.read_file(image, "etc/hostname")
 
 
-def test_gpt_disk_is_refused(tmp_path: Path) -> None:
+def _gpt_disk(tmp_path: Path) -> Path:
+    """A GPT disk laid out like Ubuntu's cloud images: root (Linux fs) first, BIOS boot and EFI after."""
     raw = tmp_path / "gpt.raw"
     with raw.open("wb") as fh:
-        fh.truncate(64 * 1024**2)
-    subprocess.run(["sfdisk", "--quiet", str(raw)], input=b"label: gpt\n,,L\n", check=True)
-    with pytest.raises(NodeimageError, match="GPT"):
-        disk.read_fs_uuid(raw)
-    with pytest.raises(NodeimageError, match="GPT"):
-        disk.disk_to_tree(raw, tmp_path / "t")
+        fh.truncate(96 * 1024**2)
+    layout = b"label: gpt\nstart=2048, size=120832, type=L\nsize=8192, type=21686148-6449-6E6F-744E-656564454649\n,,U\n"
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input=layout, check=True)
+    tree = tmp_path / "gpt-tree"
+    (tree / "var/log").mkdir(parents=True)
+    (tree / "var/log/wtmp").write_bytes(b"shutdown record")
+    (tree / "etc").mkdir()
+    (tree / "etc/hostname").write_text("gpt\n")
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-d", str(tree), "-E", f"offset={2048 * 512}", str(raw), f"{120832 // 2}k"],
+        check=True,
+    )
+    return raw
+
+
+def test_gpt_root_partition_is_found(tmp_path: Path) -> None:
+    raw = _gpt_disk(tmp_path)
+    part = disk.read_partition(raw)
+    assert (part.table, part.offset, part.size) == ("gpt", 2048 * 512, 120832 * 512)
+    assert disk.read_file(raw, "/etc/hostname") == b"gpt\n"
+
+
+def test_gpt_disk_is_prepared_in_place(tmp_path: Path) -> None:
+    raw = _gpt_disk(tmp_path)
+    seen: list[bytes] = []
+
+    def prepare(root: Path) -> None:
+        seen.append((root / "etc/hostname").read_bytes())
+        (root / "var/log/wtmp").write_bytes(b"")
+
+    out = tmp_path / "out.qcow2"
+    disk.normalise_image(raw, out, epoch=EPOCH, prepare=prepare)
+    assert seen == [b"gpt\n"]
+    assert disk.read_file(out, "/var/log/wtmp") == b""
+    assert disk.read_partition(out).table == "gpt"  # the layout (BIOS boot, EFI) is kept
+    assert subprocess.run(["qemu-img", "check", str(out)], capture_output=True).returncode == 0
+
+
+def test_gpt_without_linux_partition_is_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "efi-only.raw"
+    with raw.open("wb") as fh:
+        fh.truncate(16 * 1024**2)
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input=b"label: gpt\n,,U\n", check=True)
+    with pytest.raises(NodeimageError, match="without a Linux filesystem partition"):
+        disk.read_partition(raw)
 
 
 def test_normalise_undoes_a_booted_write(image: Path, tmp_path: Path) -> None:
