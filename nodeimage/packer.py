@@ -10,7 +10,9 @@ progress lines and, on failure, the failing step's last output lines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -102,8 +104,6 @@ def prepare_template(info_: PackerInfo, workdir: Path) -> Path:
 
 
 def packer_env(workdir: Path) -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.update(
         {
@@ -209,6 +209,8 @@ def build(
         text=True,
         env=packer_env(workdir),
         cwd=workdir,
+        # Its own process group: on Ctrl-C the whole group (packer and the qemu it started) is stopped.
+        start_new_session=True,
     )
     stop = threading.Event()
     watcher = threading.Thread(target=progress.watch_ssh, args=(stop,), daemon=True)
@@ -222,7 +224,8 @@ def build(
                 progress.tail.append(line.strip())
         rc = proc.wait()
     except KeyboardInterrupt:
-        warn("interrupted: stopping packer (it cleans up its VM and output directory)")
+        stop.set()
+        warn("interrupted: stopping packer and its VM")
         _stop(proc)
         raise
     finally:
@@ -238,13 +241,21 @@ def build(
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Ask packer's process group to stop (SIGINT lets packer clean up), then insist."""
+    for sig, grace in ((signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        # packer is gone; its qemu may still be shutting down in the same group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        break
+    proc.wait()
 
 
 def read_manifest(path: Path) -> dict[str, object]:
