@@ -18,11 +18,19 @@ from nodeimage.log import NodeimageError, debug_enabled
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _debug_from_env(c: Context) -> None:
+    """`invoke --echo` or NODEIMAGE_DEBUG=1: show every command run (`+ cmd`), every packer line, tracebacks."""
+    if getattr(c.config.run, "echo", False) or os.environ.get("NODEIMAGE_DEBUG"):
+        os.environ["NODEIMAGE_DEBUG"] = "1"
+
+
 def _user_errors(fn: F) -> F:
-    """Turn NodeimageError and Ctrl-C into a clean exit; tracebacks only with --debug."""
+    """Turn NodeimageError and Ctrl-C into a clean exit; tracebacks only with NODEIMAGE_DEBUG=1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Context):
+            _debug_from_env(args[0])
         try:
             return fn(*args, **kwargs)
         except NodeimageError as exc:
@@ -35,16 +43,10 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _debug_from_env(c: Context) -> None:
-    if getattr(c.config.run, "echo", False) or os.environ.get("NODEIMAGE_DEBUG"):
-        os.environ["NODEIMAGE_DEBUG"] = "1"
-
-
 # --- tasks ---------------------------------------------------------------------------------------
 # Each task: typed options, a docstring whose first line reads well in `invoke --list`,
 # help={...} for every option, @_user_errors, and a body that calls one library function.
-
-
+# NODEIMAGE_DEBUG=1 shows every command run (`+ cmd`), every packer line and tracebacks.
 
 
 @task(
@@ -72,7 +74,6 @@ def base(
 
     from nodeimage.base import build_base
 
-    _debug_from_env(c)
     image = build_base(
         distro=distro,
         release=release,
@@ -216,7 +217,6 @@ def lock(c: Context, names: str = "", mirror: str = "", lock_file: str = "", ref
     from nodeimage.fetch import lock as lock_artifacts
     from nodeimage.lock import DEFAULT_LOCK
 
-    _debug_from_env(c)
     lock_artifacts(
         Path(lock_file) if lock_file else DEFAULT_LOCK,
         names=[n.strip() for n in names.split(",") if n.strip()] or None,
@@ -241,7 +241,6 @@ def fetch(c: Context, profile: str = "k8s-1.17", mirror: str = "", lock_file: st
     from nodeimage.fetch import fetch_profile
     from nodeimage.lock import DEFAULT_LOCK
 
-    _debug_from_env(c)
     lock_path = Path(lock_file) if lock_file else DEFAULT_LOCK
     for name, path in fetch_profile(profile, lock_path=lock_path, mirror=mirror or None).items():
         print(f"{name}\t{path}")
@@ -294,7 +293,6 @@ def seed(
     from nodeimage.profiles import load_profile
     from nodeimage.seed import NodeSpec, seed_node
 
-    _debug_from_env(c)
     prof = load_profile(profile)
     iso = seed_node(
         cluster=cluster,
@@ -408,7 +406,6 @@ def up(
     from nodeimage.cluster import up as cluster_up
     from nodeimage.profiles import load_profile
 
-    _debug_from_env(c)
     prof = load_profile(profile)
     cluster_up(
         wait=not no_wait,
@@ -440,7 +437,6 @@ def down(c: Context, cluster: str = "local", state_dir: str = "", purge: bool = 
 
     from nodeimage.cluster import down as cluster_down
 
-    _debug_from_env(c)
     cluster_down(cluster=cluster, state_dir=Path(state_dir) if state_dir else None, purge=purge)
 
 
@@ -478,7 +474,6 @@ def acceptance(
 
     from nodeimage.cluster import acceptance_command
 
-    _debug_from_env(c)
     cmd, env = acceptance_command(
         hosts=[h for h in hosts.split(",") if h],
         cluster=cluster or None,
