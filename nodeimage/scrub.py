@@ -1,4 +1,5 @@
-"""Scrub what the build VM's own shutdown wrote after provision/99-generalise.sh ran.
+"""Scrub what the build VM's own shutdown wrote after provision/99-generalise.sh ran,
+and caches whose content depends on the build machine's inode numbers.
 
 Packer logs in once more to run the shutdown command, and systemd saves state
 while it powers off: a login and shutdown record in wtmp, a new random seed
@@ -23,6 +24,8 @@ REMOVE = (
     "var/lib/systemd/timers",
     "var/log/journal",
     "var/lib/dhcp",
+    # ldconfig's cache of inode numbers and ctimes: differs on every build, rebuilt on demand
+    "var/cache/ldconfig/aux-cache",
 )
 
 

@@ -18,6 +18,7 @@ def _tree(tmp_path: Path) -> Path:
         "var/lib/systemd/timers/stamp-apt-daily.timer": b"",
         "var/log/journal/abc/system.journal": b"journal",
         "var/lib/dhcp/dhclient.eth0.leases": b"lease",
+        "var/cache/ldconfig/aux-cache": b"inodes and ctimes",
         "etc/hostname": b"localhost\n",
         "var/log/apt/history.log": b"kept: not shutdown residue",
     }
@@ -37,6 +38,7 @@ def test_scrubs_shutdown_state(tmp_path: Path) -> None:
     assert (tree / "var/lib/systemd/timers").is_dir() and not any((tree / "var/lib/systemd/timers").iterdir())
     assert (tree / "var/log/journal").is_dir() and not any((tree / "var/log/journal").iterdir())
     assert not any((tree / "var/lib/dhcp").iterdir())
+    assert not (tree / "var/cache/ldconfig/aux-cache").exists()
     assert "var/log/wtmp" in changed and "var/lib/systemd/random-seed" in changed
     assert "var/log/btmp" not in changed  # already empty: not reported as changed
 
