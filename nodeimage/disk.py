@@ -16,6 +16,7 @@ atime, ctime = epoch, mtime clamped to the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -433,6 +434,17 @@ class _RawDisk:
         self.close()
 
 
+@contextlib.contextmanager
+def _mounted(disk: _RawDisk, mnt: Path, *, read_only: bool) -> Iterator[Path]:
+    """Loop-mount the disk's root partition at ``mnt`` (no partition nodes needed), unmount after."""
+    opts = f"loop,offset={disk.part.offset},sizelimit={disk.part.size}" + (",ro" if read_only else "")
+    run(["mount", "-t", "ext4", "-o", opts, disk.raw, mnt], capture=True)
+    try:
+        yield mnt
+    finally:
+        run(["umount", mnt], capture=True)
+
+
 def read_file(qcow2: Path, path: str) -> bytes:
     """Read one regular file from the image's root filesystem, without booting or mounting it."""
     if not path.startswith("/") or "\n" in path:
@@ -475,19 +487,12 @@ def disk_to_tree(qcow2: Path, tree: Path) -> None:
         staging = disk.tmp / "tree"
         mnt.mkdir()
         staging.mkdir()
-        run(
-            ["mount", "-t", "ext4", "-o", f"ro,loop,offset={disk.part.offset},sizelimit={disk.part.size}",
-             disk.raw, mnt],
-            capture=True,
-        )  # fmt: skip
-        try:
+        with _mounted(disk, mnt, read_only=True):
             entries = sorted(p for p in mnt.iterdir() if p.name != "lost+found")
             if entries:
                 run(["cp", "-a", "--preserve=mode,ownership,timestamps,links,xattr", *entries, staging], capture=True)
             shutil.copystat(mnt, staging)
             os.chown(staging, mnt.stat().st_uid, mnt.stat().st_gid)
-        finally:
-            run(["umount", mnt], capture=True)
         if tree.exists():
             tree.rmdir()
         staging.rename(tree)
@@ -539,14 +544,7 @@ def _prepare_in_place(in_qcow2: Path, out_qcow2: Path, prepare: Callable[[Path],
         if prepare is not None:
             mnt = disk.tmp / "mnt"
             mnt.mkdir()
-            run(
-                ["mount", "-t", "ext4", "-o", f"loop,offset={disk.part.offset},sizelimit={disk.part.size}",
-                 disk.raw, mnt],
-                capture=True,
-            )  # fmt: skip
-            try:
+            with _mounted(disk, mnt, read_only=False):
                 prepare(mnt)
-            finally:
-                run(["umount", mnt], capture=True)
         with atomic_path(out_qcow2, mode=0o644) as tmp:
             run(["qemu-img", "convert", "-q", "-O", "qcow2", disk.raw, tmp], capture=True)
