@@ -6,7 +6,7 @@ carries nothing machine-specific (empty machine-id, no SSH host keys, no
 root password) and boots from the disk ``nodeimage.disk`` makes.
 
 Reproducible: SOURCE_DATE_EPOCH is fixed (by default the release date of
-the distro release, see ``RELEASES``), the filesystem UUID is derived from
+the distro release, see ``nodeimage.distros``), the filesystem UUID is derived from
 the build inputs, and the disk is byte-for-byte reproducible given the same
 mirror content. Cached: a sidecar JSON beside the image records the inputs;
 the same inputs reuse the image.
@@ -19,69 +19,28 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from nodeimage import distros, generalise
 from nodeimage.disk import FORMAT_VERSION as DISK_FORMAT_VERSION
 from nodeimage.disk import derive_hash_seed, tree_to_disk
+from nodeimage.distros import Distro, Release
 from nodeimage.fsutil import atomic_write, file_sha256
 from nodeimage.log import debug, die, info, step, warn
 from nodeimage.run import run, which
 
 # Bump when the recipe changes in a way the file contents below do not show
 # (e.g. mmdebstrap options), so cached bases are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 DISK_GIB = 3
 _UUID_NS = uuid.UUID("0b5e1a6e-5d0c-4a8e-9f58-6e6f64656261")
 
-
-@dataclass(frozen=True)
-class Release:
-    """One supported distro release and how to bootstrap it."""
-
-    distro: str
-    release: str
-    version: str
-    # Default SOURCE_DATE_EPOCH: the release's first publication date, a
-    # value that depends on nothing but the release.
-    epoch: int
-    components: tuple[str, ...]
-    packages: tuple[str, ...]
-    keyring: str | None = None
-
-
-_COMMON = (
-    "systemd-sysv", "udev", "dbus", "cloud-init", "cloud-guest-utils", "fdisk", "openssh-server", "sudo",
-    "python3", "iproute2", "kmod", "procps", "ca-certificates", "e2fsprogs", "apt", "gnupg", "netbase",
-    "xz-utils",
-)  # fmt: skip
-
-RELEASES: dict[str, dict[str, Release]] = {
-    "debian": {
-        "bookworm": Release(
-            *("debian", "bookworm", "12", 1686355200),  # 2023-06-10, Debian 12.0
-            components=("main",),
-            # ifupdown + dhclient: cloud-init's "eni" renderer brings up DHCP on eth0.
-            packages=("linux-image-amd64", *_COMMON, "ifupdown", "isc-dhcp-client"),
-        ),
-    },
-    "ubuntu": {
-        "focal": Release(
-            *("ubuntu", "focal", "20.04", 1587600000),  # 2020-04-23, Ubuntu 20.04
-            components=("main", "universe"),
-            # netplan + systemd-networkd is what cloud-init renders to on Ubuntu.
-            packages=("linux-image-virtual", "initramfs-tools", *_COMMON, "netplan.io"),
-            keyring="/usr/share/keyrings/ubuntu-archive-keyring.gpg",
-        ),
-    },
-}
 
 # The disk boots through BIOS GRUB (i386-pc) and the kernel packages are amd64 ones.
 ARCHES = ("amd64",)
@@ -129,8 +88,6 @@ WantedBy=multi-user.target
 
 # Files every base gets, path (relative to the tree) -> content.
 STATIC_FILES: dict[str, str] = {
-    "etc/hostname": "localhost\n",
-    "etc/hosts": "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
     # The build host's resolver must not leak in; DHCP writes the real one at boot.
     "etc/resolv.conf": "",
     "etc/default/locale": "LANG=C.UTF-8\n",
@@ -152,14 +109,10 @@ def _fstab(fs_uuid: str) -> str:
 # --- inputs ----------------------------------------------------------------------------------------
 
 
-def get_release(distro: str, release: str) -> Release:
-    """Look up a supported release; die listing the supported ones otherwise."""
-    supported = ", ".join(f"{d}/{r}" for d, rs in RELEASES.items() for r in rs)
-    if distro not in RELEASES:
-        die(f"unknown distro {distro!r}; supported: {supported}")
-    if release not in RELEASES[distro]:
-        die(f"unknown {distro} release {release!r}; supported: {supported}")
-    return RELEASES[distro][release]
+def get_release(distro: str, release: str) -> tuple[Distro, Release]:
+    """Look up a supported release (by codename or version); die listing the supported ones otherwise."""
+    d = distros.get(distro)
+    return d, d.release(release)
 
 
 def check_mirror(mirror: str) -> str:
@@ -201,7 +154,7 @@ def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) ->
         "--variant=minbase",
         f"--architectures={arch}",
         f"--components={','.join(rel.components)}",
-        f"--include={','.join(rel.packages)}",
+        f"--include={','.join(rel.base_packages)}",
     ]
     if rel.keyring:
         cmd.append(f"--keyring={rel.keyring}")
@@ -209,10 +162,10 @@ def mmdebstrap_command(rel: Release, *, mirror: str, arch: str, target: Path) ->
     for path in EARLY_FILES:
         text = STATIC_FILES[path].rstrip("\n")
         cmd.append(f'--essential-hook=mkdir -p "$1/{Path(path).parent}" && echo \'{text}\' > "$1/{path}"')
-    return [*cmd, rel.release, str(target), mirror]
+    return [*cmd, rel.codename, str(target), mirror]
 
 
-def recipe_digest(rel: Release) -> str:
+def recipe_digest(distro: Distro, rel: Release) -> str:
     """A digest of everything in the recipe, so a changed recipe misses the cache."""
     command = mmdebstrap_command(rel, mirror="MIRROR", arch="ARCH", target=Path("TARGET"))
     parts = [
@@ -221,21 +174,22 @@ def recipe_digest(rel: Release) -> str:
         _fstab("x"),
         json.dumps(STATIC_FILES, sort_keys=True),
         json.dumps(command),
+        generalise.render(_rules(distro)),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def base_inputs(rel: Release, *, mirror: str, arch: str, epoch: int) -> dict[str, object]:
+def base_inputs(distro: Distro, rel: Release, *, mirror: str, arch: str, epoch: int) -> dict[str, object]:
     """What a base image depends on: the cache key, recorded in the sidecar JSON."""
     return {
-        "distro": rel.distro,
-        "release": rel.release,
+        "distro": distro.name,
+        "release": rel.codename,
         "mirror": mirror,
         "arch": arch,
         "epoch": epoch,
-        "packages": sorted(rel.packages),
+        "packages": sorted(rel.base_packages),
         "components": list(rel.components),
-        "recipe": recipe_digest(rel),
+        "recipe": recipe_digest(distro, rel),
     }
 
 
@@ -251,21 +205,21 @@ def build_base(
     *, distro: str, release: str, mirror: str, arch: str = "amd64", out_dir: Path, epoch: int | None = None
 ) -> Path:
     """Build (or reuse) ``out_dir/<distro>-<release>-<arch>.qcow2`` and return its path."""
-    rel = get_release(distro, release)
+    dist, rel = get_release(distro, release)
     if arch not in ARCHES:
         die(f"unknown architecture {arch!r}; supported: {', '.join(ARCHES)}")
     mirror = check_mirror(mirror)
     epoch = rel.epoch if epoch is None else int(epoch)
     out_dir = Path(out_dir)
-    image = out_dir / f"{distro}-{release}-{arch}.qcow2"
+    image = out_dir / f"{dist.name}-{rel.codename}-{arch}.qcow2"
     sidecar = image.with_suffix(".json")
-    inputs = base_inputs(rel, mirror=mirror, arch=arch, epoch=epoch)
+    inputs = base_inputs(dist, rel, mirror=mirror, arch=arch, epoch=epoch)
 
     if _cached(image, sidecar, inputs):
         info(f"reusing base image {image} (built from the same inputs; see {sidecar.name})")
         return image
 
-    with step(f"Building base image {distro} {release} ({arch}) from {mirror}"):
+    with step(f"Building base image {dist.name} {rel.codename} ({arch}) from {mirror}"):
         which("mmdebstrap", "mmdebstrap")
         if os.geteuid() != 0:
             die("building a base image needs root (mmdebstrap --mode=root)", hint="run as root")
@@ -274,7 +228,7 @@ def build_base(
                 f"{distro} archive keyring missing: {rel.keyring} (mmdebstrap verifies the mirror with it)",
                 hint=f"install the {distro}-keyring package (Ubuntu hosts), or copy the file there from such a host",
             )
-        probe_mirror(mirror, release)
+        probe_mirror(mirror, rel.codename)
         fs_uuid = fs_uuid_for(inputs)
         out_dir.mkdir(parents=True, exist_ok=True)
         sidecar.unlink(missing_ok=True)  # the old record no longer describes what is being built
@@ -282,7 +236,7 @@ def build_base(
             tree = Path(tmp) / "tree"
             _bootstrap(rel, mirror=mirror, arch=arch, tree=tree, epoch=epoch)
             with step("Generalising the tree (fstab, cloud-init, no host keys, empty machine-id)"):
-                configure_tree(tree, fs_uuid=fs_uuid)
+                configure_tree(tree, fs_uuid=fs_uuid, distro=dist)
             tree_to_disk(
                 tree, image, size_gib=DISK_GIB, fs_uuid=fs_uuid, hash_seed=derive_hash_seed(fs_uuid), epoch=epoch
             )
@@ -295,14 +249,14 @@ def build_base(
 def _bootstrap(rel: Release, *, mirror: str, arch: str, tree: Path, epoch: int) -> None:
     cmd = mmdebstrap_command(rel, mirror=mirror, arch=arch, target=tree)
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-    with step(f"mmdebstrap {rel.distro} {rel.release} ({len(rel.packages)} packages requested)"):
+    with step(f"mmdebstrap {rel.codename} ({len(rel.base_packages)} packages requested)"):
         proc = run(cmd, env=env, capture=True, check=False)
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         tail = "\n    ".join(lines[-12:])
         fetch = any(w in line for line in lines for w in ("Failed to fetch", "apt-get update failed", "Could not"))
-        hint = f"check that {mirror} is reachable and serves {rel.release}" if fetch else None
-        die(f"mmdebstrap failed (exit {proc.returncode}) bootstrapping {rel.release} from {mirror}:\n    {tail}", hint)
+        hint = f"check that {mirror} is reachable and serves {rel.codename}" if fetch else None
+        die(f"mmdebstrap failed (exit {proc.returncode}) bootstrapping {rel.codename} from {mirror}:\n    {tail}", hint)
 
 
 @contextlib.contextmanager
@@ -335,7 +289,11 @@ def mounts_below(root: Path) -> list[Path]:
     return found
 
 
-def configure_tree(tree: Path, *, fs_uuid: str) -> None:
+def _rules(distro: Distro) -> list[generalise.Rule]:
+    return generalise.rules_for(distro.generalise_remove, distro.generalise_truncate)
+
+
+def configure_tree(tree: Path, *, fs_uuid: str, distro: Distro) -> None:
     """Make a bootstrapped tree a generalised, cloud-init-ready base (no chroot needed)."""
     etc = tree / "etc"
     _write(etc / "fstab", _fstab(fs_uuid))
@@ -348,16 +306,14 @@ def configure_tree(tree: Path, *, fs_uuid: str) -> None:
     link = wants / "nodeimage-ssh-hostkeys.service"
     link.unlink(missing_ok=True)
     link.symlink_to("/etc/systemd/system/nodeimage-ssh-hostkeys.service")
-    for key in (etc / "ssh").glob("ssh_host_*"):
-        key.unlink()
-    # Empty, not missing: systemd then generates a fresh ID on each new machine.
-    _write(etc / "machine-id", "", mode=0o444)
-    (tree / "var" / "lib" / "dbus" / "machine-id").unlink(missing_ok=True)
-    shutil.rmtree(tree / "var" / "lib" / "cloud", ignore_errors=True)
     for name in ("vmlinuz.old", "initrd.img.old"):
         path = tree / name
         if path.is_symlink():
             path.unlink()
+    # Empty, not missing: systemd then generates a fresh ID on each new machine.
+    _write(etc / "machine-id", "", mode=0o444)
+    # The same list the build generalises its images with: no machine-id, host keys, cloud-init state.
+    generalise.apply(tree, _rules(distro))
     debug(f"configured {tree} for UUID={fs_uuid}")
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from nodeimage import vm
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import NodeimageError, die, info, step, warn
+from nodeimage.nodespec import API_PORT, NodeSpec, cluster_params
 from nodeimage.secrets import cluster_dir, create_cluster
-from nodeimage.seed import ADMIN_USER, API_PORT, NodeSpec, cluster_params, seed_node
+from nodeimage.seed import ADMIN_USER, seed_node
 from nodeimage.sshkey import generate_keypair
 
 REPO = Path(__file__).resolve().parents[1]

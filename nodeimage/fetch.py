@@ -114,7 +114,7 @@ def mirror_url(url: str, mirror: str) -> str:
     return os.path.join(base, host, unquote(parts.path).lstrip("/"))
 
 
-def _check_mirror(mirror: str) -> None:
+def check_mirror(mirror: str) -> None:
     if _is_url_mirror(mirror):
         if not urlsplit(mirror).hostname:
             die(f"invalid mirror URL: {mirror!r}", hint="give http(s)://HOST[/PREFIX] or a directory")
@@ -540,7 +540,7 @@ def _acquire(ctx: _Context, entry: LockEntry, *, refresh: bool = False) -> Path:
 def _context(mirror: str | None, cache: Path | None, lock_path: Path | None) -> Iterator[_Context]:
     mirror = mirror or default_mirror()
     if mirror:
-        _check_mirror(mirror)
+        check_mirror(mirror)
     with requests.Session() as session:
         session.headers["User-Agent"] = "nodeimage-fetch"
         yield _Context(

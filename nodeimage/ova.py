@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from nodeimage.fsutil import atomic_path
-from nodeimage.log import die, info, step
-from nodeimage.ovf import OvfDisk, check_name, render_manifest, render_ovf
+from nodeimage.log import NodeimageError, die, info, step
+from nodeimage.ovf import OvfDisk, check_name, parse_manifest, render_manifest, render_ovf
 from nodeimage.profiles import Profile, load_profile
 from nodeimage.run import output, run, which
 
@@ -45,7 +45,7 @@ def write_ova(
     memory_mib: int,
     product: dict[str, str],
     epoch: int,
-    guest_os: str = "ubuntu64",
+    guest_os: str = "ubuntu",
 ) -> None:
     """Write ``out_ova`` from ``qcow2``; nothing appears at ``out_ova`` unless it all succeeds.
 
@@ -210,20 +210,9 @@ def product_info(profile: Profile) -> dict[str, str]:
 
 def source_date_epoch() -> int:
     """The build's SOURCE_DATE_EPOCH, so `invoke ova` on a built image matches the build's own OVA."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None:
-        from nodeimage.build import source_date_epoch as build_epoch
-        from nodeimage.lock import DEFAULT_LOCK
+    from nodeimage.config import parse_epoch
 
-        return build_epoch(DEFAULT_LOCK)
-    if not value.isdigit():
-        die(f"SOURCE_DATE_EPOCH is not a Unix time: {value!r}", hint="set it to whole seconds, e.g. 1577836800")
-    return int(value)
-
-
-def guest_os_of(profile: Profile) -> str:
-    """The OVF guest OS key for a profile's base distribution."""
-    return "debian64" if profile.base.distro == "debian" else "ubuntu64"
+    return parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
 
 
 def ova_name(profile: Profile) -> str:
@@ -254,7 +243,7 @@ def write_profile_ova(
         memory_mib=memory_mib if memory_mib is not None else vm.memory_mib,
         product=product_info(profile),
         epoch=epoch,
-        guest_os=guest_os_of(profile),
+        guest_os=profile.base.distro,
     )
 
 
@@ -284,3 +273,47 @@ def ova_from_profile(
         memory_mib=memory_mib,
     )
     return out
+
+
+def check_ova(path: Path) -> list[str]:
+    """Problems inside an OVA: the .ovf not first, or a member missing from / not matching the .mf."""
+    problems: list[str] = []
+    digests: dict[str, str] = {}
+    manifest: dict[str, str] | None = None
+    names: list[str] = []
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for member in tf:
+                names.append(member.name)
+                fh = tf.extractfile(member)
+                if fh is None:
+                    problems.append(f"{path}: member {member.name} is not a regular file")
+                    continue
+                if member.name.endswith(".mf"):
+                    data = fh.read()
+                    digests[member.name] = hashlib.sha256(data).hexdigest()
+                    try:
+                        manifest = parse_manifest(data.decode(errors="replace"))
+                    except NodeimageError as exc:
+                        problems.append(f"{path}: {member.name}: {exc.message}")
+                        manifest = {}
+                    continue
+                h = hashlib.sha256()
+                while chunk := fh.read(4 * 1024 * 1024):
+                    h.update(chunk)
+                digests[member.name] = h.hexdigest()
+    except tarfile.TarError as exc:
+        return [f"{path}: not a readable tar archive: {exc}"]
+    if not names or not names[0].endswith(".ovf"):
+        problems.append(f"{path}: the first member must be the .ovf descriptor, found {names[:1]}")
+    if manifest is None:
+        return [*problems, f"{path}: no .mf manifest inside"]
+    for name in names:
+        if name.endswith(".mf"):
+            continue
+        if name not in manifest:
+            problems.append(f"{path}: member {name} is not in the .mf manifest")
+        elif manifest[name] != digests[name]:
+            problems.append(f"{path}: member {name} has sha256 {digests[name]}, its .mf says {manifest[name]}")
+    problems += [f"{path}: the .mf lists {n}, which the OVA lacks" for n in manifest if n not in digests]
+    return problems

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from nodeimage import __version__
+from nodeimage import __version__, distros
 from nodeimage.log import die
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
@@ -39,11 +39,13 @@ class GuestOs:
     description: str
 
 
-# CIM_OperatingSystem.OSType values (DSP0243 refers to that enumeration).
-GUEST_OS: dict[str, GuestOs] = {
-    "ubuntu64": GuestOs(94, "ubuntu64Guest", "Ubuntu 64-bit"),
-    "debian64": GuestOs(96, "debian11_64Guest", "Debian 64-bit"),
-}
+def guest_os_of(distro: str) -> GuestOs:
+    """How OVF names a distribution's 64-bit guest: its CIM_OperatingSystem.OSType (DSP0243 refers to that
+    enumeration) and VMware guest id, from the distribution's unit (nodeimage.distros)."""
+    if distro not in distros.names():
+        die(f"unknown guest OS {distro!r}", hint=f"use one of: {', '.join(distros.names())}")
+    d = distros.get(distro)
+    return GuestOs(d.ovf_cim_id, d.ovf_vmware_id, d.ovf_description)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -103,7 +105,7 @@ def render_ovf(
     memory_mib: int,
     disk: OvfDisk,
     product: Mapping[str, str],
-    guest_os: str = "ubuntu64",
+    guest_os: str = "ubuntu",
 ) -> bytes:
     """Return the OVF descriptor (UTF-8 XML) for a one-disk, one-NIC virtual system.
 
@@ -116,12 +118,10 @@ def render_ovf(
         die(f"invalid CPU count {cpus}", hint="give at least 1 CPU")
     if memory_mib < 64:
         die(f"invalid memory size {memory_mib} MiB", hint="give at least 64 MiB, e.g. 2048")
-    if guest_os not in GUEST_OS:
-        die(f"unknown guest OS {guest_os!r}", hint=f"use one of: {', '.join(sorted(GUEST_OS))}")
     for key in ("profile",):
         if not product.get(key):
             die(f"OVA product information lacks {key!r}", hint="pass the profile name as product['profile']")
-    os_info = GUEST_OS[guest_os]
+    os_info = guest_os_of(guest_os)
 
     for prefix, uri in (("ovf", OVF_NS), ("rasd", RASD_NS), ("vssd", VSSD_NS), ("vmw", VMW_NS)):
         ET.register_namespace(prefix, uri)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodeimage import formats
 from nodeimage.fsutil import file_sha256
-from nodeimage.log import info, step, warn
+from nodeimage.log import info, step
 from nodeimage.run import run
 from nodeimage.verify import Output, manifest_outputs, read_manifest
 
@@ -79,14 +80,17 @@ class ReproReport:
     file_diffs: dict[str, list[FileDiff]] = field(default_factory=dict)  # per qcow2 output path
     detail: dict[str, str] = field(default_factory=dict)  # diffoscope text per output path
     input_notes: list[str] = field(default_factory=list)
+    # outputs whose file is not what its build's manifest records: never "identical"
+    tampered: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        return bool(self.outputs) and all(o.identical for o in self.outputs)
+        return bool(self.outputs) and not self.tampered and all(o.identical for o in self.outputs)
 
     def render(self) -> str:
         lines = [f"Reproducibility: {self.dir_a} vs {self.dir_b}"]
         lines += [f"  ! {n}" for n in self.input_notes]
+        lines += [f"  ! TAMPERED {t}" for t in self.tampered]
         for o in self.outputs:
             if o.identical:
                 lines.append(f"  identical  {o.path} ({o.format}) sha256 {o.sha_a}")
@@ -206,7 +210,7 @@ def _qemu_img_identical(a: Path, b: Path, fmt: str) -> bool | None:
     return {0: True, 1: False}.get(proc.returncode)
 
 
-def _diffoscope(a: Path, b: Path, *extra: str) -> str | None:
+def diffoscope(a: Path, b: Path, *extra: str) -> str | None:
     """diffoscope's text report of a vs b (truncated), or None where diffoscope is not installed."""
     if shutil.which("diffoscope") is None:
         return None
@@ -239,7 +243,7 @@ def _tar_members(path: Path) -> dict[str, tuple[int, int, int, int, str]]:
 # --- per-format comparisons ------------------------------------------------------------------------
 
 
-def _compare_qcow2(report: ReproReport, out: Output, a: Path, b: Path, scratch: Path) -> None:
+def compare_disks(report: ReproReport, out: Output, a: Path, b: Path, scratch: Path) -> None:
     notes = report.notes.setdefault(out.path, [])
     same = _qemu_img_identical(a, b, "qcow2")
     if same:
@@ -264,7 +268,7 @@ def _compare_qcow2(report: ReproReport, out: Output, a: Path, b: Path, scratch: 
         details = []
         for d in content[:MAX_DIFFOSCOPE_FILES]:
             rel = d.path.lstrip("/")
-            text = _diffoscope(tree_a / rel, tree_b / rel)
+            text = diffoscope(tree_a / rel, tree_b / rel)
             if text is None:
                 break
             # Name the files as a/<path> and b/<path>, not by the temporary directory.
@@ -277,7 +281,7 @@ def _compare_qcow2(report: ReproReport, out: Output, a: Path, b: Path, scratch: 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _compare_ova(report: ReproReport, out: Output, a: Path, b: Path, scratch: Path) -> None:
+def compare_ovas(report: ReproReport, out: Output, a: Path, b: Path, scratch: Path) -> None:
     notes = report.notes.setdefault(out.path, [])
     ma, mb = _tar_members(a), _tar_members(b)
     if list(ma) != list(mb):
@@ -303,7 +307,7 @@ def _compare_ova(report: ReproReport, out: Output, a: Path, b: Path, scratch: Pa
                     notes.append(f"member {name}: qemu-img compare says the disk content is {verdict}")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-    text = _diffoscope(a, b, "--exclude", "*.vmdk")
+    text = diffoscope(a, b, "--exclude", "*.vmdk")
     if text:
         report.detail[out.path] = text.strip()
 
@@ -324,24 +328,32 @@ def compare_builds(dir_a: Path, dir_b: Path, *, scratch: Path | None = None) -> 
         oa, ob = outs_a.get(path), outs_b.get(path)
         some = oa or ob
         assert some is not None
-        result = OutputResult(path, some.format, oa.sha256 if oa else None, ob.sha256 if ob else None)
+        # The files themselves are hashed: a manifest says what a build wrote, not what is there now.
+        sha_a = _actual(report, dir_a, oa)
+        sha_b = _actual(report, dir_b, ob)
+        result = OutputResult(path, some.format, sha_a, sha_b)
         report.outputs.append(result)
-        if result.identical or oa is None or ob is None:
+        if result.identical or sha_a is None or sha_b is None:
             continue
         with step(f"Explaining the difference in {path}"):
-            a, b = dir_a / path, dir_b / path
-            if not (a.is_file() and b.is_file()):
-                warn(f"{path} is listed but missing in one build directory; nothing to compare")
-            elif some.format == "qcow2":
-                _compare_qcow2(report, some, a, b, scratch)
-            elif some.format == "ova":
-                _compare_ova(report, some, a, b, scratch)
-            else:
-                text = _diffoscope(a, b)
-                if text:
-                    report.detail[path] = text.strip()
+            formats.get(some.format).compare(report, some, dir_a / path, dir_b / path, scratch)
     info("identical" if report.identical else "outputs differ")
     return report
+
+
+def _actual(report: ReproReport, build_dir: Path, out: Output | None) -> str | None:
+    """The sha256 of the output's file as it is now (None when missing); a note when it is not what the
+    manifest records."""
+    if out is None:
+        return None
+    path = build_dir / out.path
+    if not path.is_file():
+        report.input_notes.append(f"{path} is listed in its manifest but missing")
+        return None
+    digest = file_sha256(path)
+    if digest != out.sha256:
+        report.tampered.append(f"{path} is not the file its manifest records (sha256 {digest}, recorded {out.sha256})")
+    return digest
 
 
 def _short(value: Any) -> str:

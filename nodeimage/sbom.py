@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from nodeimage import __version__
 from nodeimage.fsutil import atomic_write, file_sha256
 from nodeimage.lock import LockEntry
 from nodeimage.log import die, step
+
+if TYPE_CHECKING:
+    from nodeimage.config import BuildConfig
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 OS_RELEASE = "/usr/lib/os-release"  # /etc/os-release is a symlink to it on Debian and Ubuntu
@@ -216,11 +220,9 @@ def build_sbom(
 
 def write_sbom(
     image_qcow2: Path,
-    lock_entries: Iterable[LockEntry],
+    config: BuildConfig,
     out: Path,
     *,
-    profile: str,
-    epoch: int,
     read_file: Callable[[Path, str], bytes] | None = None,
 ) -> None:
     """Write the SPDX 2.3 JSON SBOM of ``image_qcow2`` to ``out`` (atomically).
@@ -235,19 +237,20 @@ def write_sbom(
     image_qcow2 = Path(image_qcow2)
     if not image_qcow2.is_file():
         die(f"disk image not found: {image_qcow2}")
+    db = config.distro.package_db
     with step(f"Writing SBOM {out}"):
-        status = read_file(image_qcow2, DPKG_STATUS).decode("utf-8", errors="replace")
+        status = read_file(image_qcow2, db).decode("utf-8", errors="replace")
         packages = parse_dpkg_status(status)
         if not packages:
-            die(f"{image_qcow2}: {DPKG_STATUS} lists no installed package", hint="is this a Debian or Ubuntu image?")
+            die(f"{image_qcow2}: {db} lists no installed package", hint=f"is this a {config.distro.name} image?")
         os_release = parse_os_release(read_file(image_qcow2, OS_RELEASE).decode("utf-8", errors="replace"))
         doc = build_sbom(
             image_name=image_qcow2.name,
             image_sha256=file_sha256(image_qcow2),
             packages=packages,
-            lock_entries=lock_entries,
-            profile=profile,
-            epoch=epoch,
+            lock_entries=config.entries,
+            profile=config.profile.name,
+            epoch=config.epoch,
             os_release=os_release,
         )
         atomic_write(Path(out), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

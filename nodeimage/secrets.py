@@ -47,6 +47,8 @@ class ClusterParams:
     control_plane_ip: str
     prefix_len: int
     endpoint: str
+    # kubeadm's imageRepository (a cluster.yaml written before it was recorded means the default)
+    image_repository: str = "registry.k8s.io"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,9 +3,9 @@
 Documents are built as Python data and dumped with ``yaml.safe_dump``: no
 string templates, so no quoting bugs. The user-data writes the CA (control
 plane only: the CA key never goes to a worker), the kubeadm configuration and
-the bootstrap program's parameters, then ``runcmd`` runs one program,
-``nodeimage-bootstrap ROLE``, that fails as a whole (a runcmd list of shell
-commands would carry on after a failure).
+the bootstrap program's parameters, then ``runcmd`` starts one unit,
+``nodeimage-bootstrap.service``, whose program fails as a whole (a runcmd
+list of shell commands would carry on after a failure).
 
 Two kubeadm configurations are written per node, identical but for the
 kubelet's ``node-labels``: the bootstrap program runs ``kata-runtime
@@ -18,17 +18,27 @@ cluster directory and no seed behind.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from nodeimage import stacks
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import die, info
 from nodeimage.nocloud import write_seed_iso
+from nodeimage.nodespec import (
+    DEFAULT_IMAGE_REPOSITORY,
+    MAC_RE,
+    ROLES,
+    NodeSpec,
+    cluster_params,
+    node_interface,
+    parse_endpoint,
+    parse_ip,
+    validate_node,
+)
 from nodeimage.secrets import (
     ClusterParams,
     ClusterSecrets,
@@ -36,42 +46,16 @@ from nodeimage.secrets import (
     cluster_exists,
     create_cluster,
     load_cluster,
-    validate_cluster_name,
     validate_token,
 )
 
-ROLES = ("control-plane", "worker")
-KUBEADM_API = "kubeadm.k8s.io/v1beta2"
-KUBELET_API = "kubelet.config.k8s.io/v1beta1"
-CRI_SOCKET = "/var/run/crio/crio.sock"
-API_PORT = 6443
-KATA_LABEL = "katacontainers.io/kata-runtime=true"
-KUBEADM_CONFIG = "/run/kubeadm/kubeadm.yaml"
-KUBEADM_CONFIG_KATA = "/run/kubeadm/kubeadm-kata.yaml"
+# Under /etc, not /run: a bootstrap retried after a reboot still finds them (0600: they hold the token).
+KUBEADM_CONFIG = "/etc/nodeimage/kubeadm/kubeadm.yaml"
+KUBEADM_CONFIG_KATA = "/etc/nodeimage/kubeadm/kubeadm-kata.yaml"
 BOOTSTRAP_PARAMS = "/etc/nodeimage/bootstrap.json"
-BOOTSTRAP = "/usr/local/sbin/nodeimage-bootstrap"
+SEED_PKI = "/etc/nodeimage/pki"
+BOOTSTRAP_UNIT = "nodeimage-bootstrap.service"
 ADMIN_USER = "nodeimage"
-DEFAULT_PREFIX = 24
-TOKEN_TTL = "24h0m0s"
-# kubeadm.k8s.io/v1beta2 is the config API of kubeadm 1.15 to 1.21 (1.22 removed it).
-V1BETA2_MINORS = range(15, 22)
-
-_HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
-_MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_IFNAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node of a cluster. ``nat_nic``/``private_nic`` are an interface name or a MAC address."""
-
-    role: str
-    name: str
-    ip: str  # private address; "192.168.100.10" or "192.168.100.10/24"
-    nat_nic: str = "ens3"
-    private_nic: str = "ens4"
-    ssh_public_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,198 +65,13 @@ class RenderedSeed:
     network_config: dict
 
 
-# --- validation (pure: called before anything is written) --------------------------------------
-
-
-def validate_hostname(name: str) -> None:
-    if not _HOSTNAME_RE.match(name):
-        die(
-            f"invalid node name {name!r}",
-            hint="a node name is a DNS label: 1-63 lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit (it becomes the hostname and the Kubernetes node name)",
-        )
-
-
-def validate_version(version: str) -> None:
-    m = _VERSION_RE.match(version)
-    if not m:
-        die(f"invalid Kubernetes version {version!r}", hint="use the form vMAJOR.MINOR.PATCH, e.g. v1.17.17")
-    if int(m.group(1)) != 1 or int(m.group(2)) not in V1BETA2_MINORS:
-        die(
-            f"unsupported Kubernetes version {version!r} for the {KUBEADM_API} configuration",
-            hint="use a version from v1.15.0 to v1.21.x (the profile k8s-1.17 pins v1.17.17)",
-        )
-
-
-def parse_cidr(value: str, what: str) -> ipaddress.IPv4Network:
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        die(f"invalid {what} {value!r}: {exc}", hint="use an IPv4 network in CIDR form, e.g. 10.244.0.0/16")
-    if not isinstance(net, ipaddress.IPv4Network):
-        die(f"invalid {what} {value!r}: only IPv4 is supported", hint="e.g. 10.244.0.0/16")
-    return net
-
-
-def parse_ip(value: str, what: str, default_prefix: int = DEFAULT_PREFIX) -> ipaddress.IPv4Interface:
-    """``a.b.c.d`` (prefix ``default_prefix``) or ``a.b.c.d/len``; a usable IPv4 host address."""
-    text = value if "/" in value else f"{value}/{default_prefix}"
-    try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError:
-        die(f"invalid {what} {value!r}", hint="use an IPv4 address such as 192.168.100.10 or 192.168.100.10/24")
-    if not isinstance(iface, ipaddress.IPv4Interface):
-        die(f"invalid {what} {value!r}: only IPv4 is supported", hint="e.g. 192.168.100.10")
-    net = iface.network
-    if iface.ip in (net.network_address, net.broadcast_address) and net.prefixlen < 31:
-        die(f"invalid {what} {value!r}: it is the network or broadcast address of {net}", hint="use a host address")
-    if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified:
-        die(f"invalid {what} {value!r}: not a unicast host address", hint="e.g. 192.168.100.10")
-    return iface
-
-
-def parse_endpoint(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` where HOST is an IPv4 address or a DNS name."""
-    host, sep, port_text = value.rpartition(":")
-    hint = "use HOST:PORT, e.g. 192.168.100.10:6443"
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        die(f"invalid API server endpoint {value!r}", hint=hint)
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        labels = host.split(".")
-        if not all(_HOSTNAME_RE.match(label) for label in labels) or host.replace(".", "").isdigit():
-            die(f"invalid API server endpoint {value!r}: {host!r} is neither an IPv4 address nor a DNS name", hint=hint)
-    return host, int(port_text)
-
-
-def validate_nic(value: str, what: str) -> None:
-    if not (_MAC_RE.match(value) or (_IFNAME_RE.match(value) and ":" not in value)):
-        die(f"invalid {what} {value!r}", hint="give an interface name (e.g. ens4) or a MAC (e.g. 52:54:00:12:34:56)")
-
-
-def cluster_params(
-    name: str,
-    *,
-    kubernetes_version: str,
-    pod_cidr: str,
-    service_cidr: str,
-    control_plane_ip: str,
-    endpoint: str | None = None,
-) -> ClusterParams:
-    """Validate a cluster's parameters as a whole and return them."""
-    validate_cluster_name(name)
-    validate_version(kubernetes_version)
-    pods = parse_cidr(pod_cidr, "pod CIDR")
-    services = parse_cidr(service_cidr, "service CIDR")
-    cp = parse_ip(control_plane_ip, "control-plane IP")
-    if pods.overlaps(services):
-        die(
-            f"pod CIDR {pods} overlaps service CIDR {services}",
-            hint="use disjoint ranges, e.g. 10.244.0.0/16 and 10.96.0.0/12",
-        )
-    for net, what in ((pods, "pod CIDR"), (services, "service CIDR")):
-        if net.overlaps(cp.network):
-            die(
-                f"{what} {net} overlaps the node network {cp.network}",
-                hint="pick node addresses outside the pod and service ranges, e.g. 192.168.100.0/24",
-            )
-    endpoint = endpoint or f"{cp.ip}:{API_PORT}"
-    parse_endpoint(endpoint)
-    return ClusterParams(
-        name=name,
-        kubernetes_version=kubernetes_version,
-        pod_cidr=str(pods),
-        service_cidr=str(services),
-        control_plane_ip=str(cp.ip),
-        prefix_len=cp.network.prefixlen,
-        endpoint=endpoint,
-    )
-
-
-def node_interface(node: NodeSpec, params: ClusterParams) -> ipaddress.IPv4Interface:
-    """The node's private address with the cluster's prefix unless the node gave its own."""
-    return parse_ip(node.ip, "node IP", default_prefix=params.prefix_len)
-
-
-def validate_node(node: NodeSpec, params: ClusterParams) -> ipaddress.IPv4Interface:
-    if node.role not in ROLES:
-        die(f"invalid role {node.role!r}", hint=f"use one of: {', '.join(ROLES)}")
-    validate_hostname(node.name)
-    validate_nic(node.nat_nic, "NAT NIC")
-    validate_nic(node.private_nic, "private NIC")
-    if node.nat_nic == node.private_nic:
-        die(f"the NAT NIC and the private NIC are both {node.nat_nic!r}", hint="name two different interfaces")
-    ip = node_interface(node, params)
-    cp_net = ipaddress.ip_interface(f"{params.control_plane_ip}/{params.prefix_len}").network
-    if ip.network != cp_net:
-        die(
-            f"node IP {node.ip} is not in the cluster's node network {cp_net}",
-            hint=f"give an address in {cp_net} (the control plane is {params.control_plane_ip})",
-        )
-    if node.role == "control-plane" and str(ip.ip) != params.control_plane_ip:
-        die(f"control-plane IP {node.ip} differs from the cluster's {params.control_plane_ip}")
-    if node.role == "worker" and str(ip.ip) == params.control_plane_ip:
-        die(f"worker IP {node.ip} is the control plane's address", hint="give the worker its own address")
-    if node.ssh_public_key is not None and not node.ssh_public_key.startswith(("ssh-", "ecdsa-")):
-        die("the SSH public key does not look like one", hint="pass the .pub file, e.g. ~/.ssh/id_ed25519.pub")
-    return ip
-
-
 # --- rendering (pure) --------------------------------------------------------------------------
 
 
 def kubeadm_documents(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets, *, kata: bool) -> list[dict]:
-    """The kubeadm v1beta2 documents for ``node`` (only fields of that API)."""
-    ip = str(node_interface(node, params).ip)
-    kubelet_args = {"node-ip": ip}
-    if kata:
-        kubelet_args["node-labels"] = KATA_LABEL
-    registration = {"name": node.name, "criSocket": CRI_SOCKET, "kubeletExtraArgs": kubelet_args}
-    if node.role == "worker":
-        return [
-            {
-                "apiVersion": KUBEADM_API,
-                "kind": "JoinConfiguration",
-                "nodeRegistration": registration,
-                "discovery": {
-                    "bootstrapToken": {
-                        "token": secrets.token,
-                        "apiServerEndpoint": params.endpoint,
-                        "caCertHashes": [secrets.ca_hash],
-                    },
-                    "timeout": "10m0s",
-                },
-            }
-        ]
-    return [
-        {
-            "apiVersion": KUBEADM_API,
-            "kind": "InitConfiguration",
-            "bootstrapTokens": [
-                {
-                    "token": secrets.token,
-                    "description": "nodeimage bootstrap token for the cluster's workers",
-                    "ttl": TOKEN_TTL,
-                    "usages": ["signing", "authentication"],
-                    "groups": ["system:bootstrappers:kubeadm:default-node-token"],
-                }
-            ],
-            "nodeRegistration": registration,
-            "localAPIEndpoint": {"advertiseAddress": ip, "bindPort": API_PORT},
-        },
-        {
-            "apiVersion": KUBEADM_API,
-            "kind": "ClusterConfiguration",
-            "clusterName": params.name,
-            "kubernetesVersion": params.kubernetes_version,
-            "controlPlaneEndpoint": params.endpoint,
-            "networking": {"podSubnet": params.pod_cidr, "serviceSubnet": params.service_cidr},
-            # 127.0.0.1: `invoke up` forwards a local port to the API server for kubectl on the host
-            "apiServer": {"certSANs": ["127.0.0.1"]},
-        },
-        {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": "systemd"},
-    ]
+    """The kubeadm documents for ``node``, in the API of the stack of the cluster's Kubernetes version."""
+    stack = stacks.for_version(params.kubernetes_version)
+    return stack.kubeadm_documents(node, params, secrets, kata=kata, image_repository=params.image_repository)
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -306,7 +105,8 @@ def bootstrap_params(node: NodeSpec, params: ClusterParams) -> dict:
         "pod_cidr": params.pod_cidr,
         "kubeadm_config": KUBEADM_CONFIG,
         "kubeadm_config_kata": KUBEADM_CONFIG_KATA,
-        "kata_label": KATA_LABEL,
+        "kata_label": stacks.KATA_LABEL,
+        "cri_socket": stacks.CRI_SOCKET,
     }
 
 
@@ -315,7 +115,7 @@ def network_config(node: NodeSpec, params: ClusterParams) -> dict:
     ip = node_interface(node, params)
 
     def entry(nic: str, stable: str, settings: dict) -> tuple[str, dict]:
-        if _MAC_RE.match(nic):
+        if MAC_RE.match(nic):
             return stable, {"match": {"macaddress": nic}, "set-name": stable, **settings}
         return nic, settings
 
@@ -329,9 +129,10 @@ def user_data(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets) ->
     files: list[dict] = []
     if node.role == "control-plane":
         files += [
-            {"path": "/etc/kubernetes/pki/ca.crt", "owner": "root:root", "permissions": "0644",
+            # nodeimage-bootstrap copies them into /etc/kubernetes/pki before each `kubeadm init`
+            {"path": f"{SEED_PKI}/ca.crt", "owner": "root:root", "permissions": "0644",
              "content": secrets.ca_cert_pem.decode()},
-            {"path": "/etc/kubernetes/pki/ca.key", "owner": "root:root", "permissions": "0600",
+            {"path": f"{SEED_PKI}/ca.key", "owner": "root:root", "permissions": "0600",
              "content": secrets.ca_key_pem.decode()},
         ]  # fmt: skip
     for path, kata in ((KUBEADM_CONFIG, False), (KUBEADM_CONFIG_KATA, True)):
@@ -355,7 +156,9 @@ def user_data(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets) ->
         "hostname": node.name,
         "manage_etc_hosts": True,
         "write_files": files,
-        "runcmd": [[BOOTSTRAP, node.role]],
+        # The unit runs the bootstrap (and again at later boots until it succeeded); runcmd waits for it,
+        # so cloud-init reports a failed bootstrap as its own failure.
+        "runcmd": [["systemctl", "start", BOOTSTRAP_UNIT]],
     }
     if node.ssh_public_key:
         doc["users"] = [
@@ -407,6 +210,7 @@ def seed_node(
     state_dir: Path | None = None,
     out_dir: Path | None = None,
     token: str | None = None,
+    image_repository: str = DEFAULT_IMAGE_REPOSITORY,
 ) -> Path:
     """Create the cluster if needed (control plane only) and write ``node``'s seed; return the ISO path.
 
@@ -452,6 +256,7 @@ def seed_node(
             service_cidr=service_cidr,
             control_plane_ip=cp_ip,
             endpoint=endpoint,
+            image_repository=image_repository,
         )
         validate_node(node, params)
         secrets = create_cluster(directory, params, token=token)

@@ -8,30 +8,21 @@ the first mismatch is reported, so one run names all of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import tarfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nodeimage import formats
+from nodeimage.formats import Recorded
 from nodeimage.fsutil import file_sha256
-from nodeimage.log import NodeimageError, die, info, step
+from nodeimage.log import die, info, step
 
 MANIFEST_NAME = "build-manifest.json"
-SBOM_FORMAT = "spdx-json"  # the manifest's "format" for an SBOM written by nodeimage.sbom
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class Output:
-    """One output as the manifest records it."""
-
-    path: str  # relative to the build directory
-    sha256: str
-    size: int
-    format: str
+Output = Recorded  # one output as the manifest records it
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:
@@ -85,78 +76,10 @@ def check_output(build_dir: Path, out: Output) -> str | None:
     return None
 
 
-def check_ova(path: Path) -> list[str]:
-    """Problems inside an OVA: the .ovf not first, or a member missing from / not matching the .mf."""
-    from nodeimage.ovf import parse_manifest
-
-    problems: list[str] = []
-    digests: dict[str, str] = {}
-    manifest: dict[str, str] | None = None
-    names: list[str] = []
-    try:
-        with tarfile.open(path, mode="r:") as tf:
-            for member in tf:
-                names.append(member.name)
-                fh = tf.extractfile(member)
-                if fh is None:
-                    problems.append(f"{path}: member {member.name} is not a regular file")
-                    continue
-                if member.name.endswith(".mf"):
-                    data = fh.read()
-                    digests[member.name] = hashlib.sha256(data).hexdigest()
-                    try:
-                        manifest = parse_manifest(data.decode(errors="replace"))
-                    except NodeimageError as exc:
-                        problems.append(f"{path}: {member.name}: {exc.message}")
-                        manifest = {}
-                    continue
-                h = hashlib.sha256()
-                while chunk := fh.read(4 * 1024 * 1024):
-                    h.update(chunk)
-                digests[member.name] = h.hexdigest()
-    except tarfile.TarError as exc:
-        return [f"{path}: not a readable tar archive: {exc}"]
-    if not names or not names[0].endswith(".ovf"):
-        problems.append(f"{path}: the first member must be the .ovf descriptor, found {names[:1]}")
-    if manifest is None:
-        return [*problems, f"{path}: no .mf manifest inside"]
-    for name in names:
-        if name.endswith(".mf"):
-            continue
-        if name not in manifest:
-            problems.append(f"{path}: member {name} is not in the .mf manifest")
-        elif manifest[name] != digests[name]:
-            problems.append(f"{path}: member {name} has sha256 {digests[name]}, its .mf says {manifest[name]}")
-    problems += [f"{path}: the .mf lists {n}, which the OVA lacks" for n in manifest if n not in digests]
-    return problems
-
-
-def check_sbom(path: Path, outputs: list[Output]) -> list[str]:
-    """Problems with an SPDX SBOM output: it must describe a qcow2 output by that output's recorded sha256."""
-    try:
-        doc = json.loads(path.read_text())
-        described = set(doc["documentDescribes"])
-        sums = {
-            c["checksumValue"]
-            for p in doc["packages"]
-            if p["SPDXID"] in described
-            for c in p.get("checksums", [])
-            if c["algorithm"] == "SHA256"
-        }
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [f"{path}: not a readable SPDX JSON document: {exc}"]
-    images = {o.sha256 for o in outputs if o.format == "qcow2"}
-    if not sums & images:
-        return [f"{path}: describes an image with sha256 {sorted(sums)}, but the build's qcow2 is {sorted(images)}"]
-    return []
-
-
-def verify_build(build_dir: Path) -> None:
-    """Check every output in ``build_dir``'s manifest for existence, size and SHA-256; die naming each mismatch.
-
-    An intact OVA is also checked inside (its .mf against its members), and
-    an SPDX SBOM must describe the build's qcow2 by its digest.
-    """
+def verify_build(build_dir: Path) -> list[Output]:
+    """Check every output in ``build_dir``'s manifest for existence, size and SHA-256, then what its format
+    checks inside it (an OVA's .mf against its members, the SBOM against the qcow2's digest, ...);
+    die naming each problem. Returns the outputs, all checked, when nothing is wrong."""
     build_dir = Path(build_dir)
     outputs = manifest_outputs(build_dir)
     problems = []
@@ -166,17 +89,14 @@ def verify_build(build_dir: Path) -> None:
             if problem:
                 problems.append(problem)
                 continue
-            inner = []
-            if out.format == "ova":
-                inner = check_ova(build_dir / out.path)
-            elif out.format == SBOM_FORMAT:
-                inner = check_sbom(build_dir / out.path, outputs)
+            inner = formats.get(out.format).check(build_dir / out.path, outputs, build_dir) if out.format else []
             problems += inner
             if not inner:
                 info(f"ok {out.path} ({out.format or 'file'}, {out.size} bytes, sha256 {out.sha256})")
     if problems:
         die(
-            f"{len(problems)} of {len(outputs)} outputs do not match {build_dir / MANIFEST_NAME}:\n    "
-            + "\n    ".join(problems),
+            f"{len(problems)} problems with the {len(outputs)} outputs of {build_dir} "
+            f"(checked against {MANIFEST_NAME}):\n    " + "\n    ".join(problems),
             hint="rebuild (invoke build --force) or fetch the outputs again; do not use these files",
         )
+    return outputs

@@ -1,6 +1,8 @@
-# nodeimage golden node image: the qemu builder boots the base image, the
-# verified artifacts are uploaded, provision/NN-*.sh run in order as root, and
-# the manifest post-processor records the artifact.
+# nodeimage golden node image, OS layer: the qemu builder boots the base image,
+# the OS layer's stage (lib.sh, build.env, os/) is uploaded, provision/os/NN-*.sh
+# run in order as root, and the manifest post-processor records the artifact.
+# The stack and node layers run afterwards in a chroot of the image tree on the
+# build host (nodeimage.layers), with this VM powered off.
 #
 # Works with Debian's packer 1.6.6 (qemu builder built in, so there is no
 # `packer { required_plugins {...} }` block: 1.6.6 rejects it) and with current
@@ -68,12 +70,18 @@ variable "ssh_timeout" {
 
 variable "stage_dir" {
   type        = string
-  description = "Host directory uploaded to /var/tmp/nodeimage: artifacts/, build.json, files/, lib.sh."
+  description = "Host directory uploaded to /var/tmp/nodeimage: lib.sh, build.env, os/."
 }
 
 variable "scripts" {
   type        = list(string)
-  description = "provision/NN-*.sh in the order they run."
+  description = "The OS layer's steps (provision/os/NN-*.sh) in the order they run."
+}
+
+variable "debug" {
+  type        = string
+  description = "\"1\" traces every provision step (invoke --debug)."
+  default     = ""
 }
 
 variable "serial_log" {
@@ -94,13 +102,15 @@ source "qemu" "node" {
   format           = "qcow2"
   disk_size        = var.disk_size
   disk_interface   = "virtio"
-  net_device       = "virtio-net"
-  accelerator      = var.accelerator
-  cpus             = var.cpus
-  memory           = var.memory
-  headless         = true
-  cd_files         = var.seed_files
-  cd_label         = "cidata"
+  # Blocks the build frees (fstrim, deleted files) are freed in the image too.
+  disk_discard = "unmap"
+  net_device   = "virtio-net"
+  accelerator  = var.accelerator
+  cpus         = var.cpus
+  memory       = var.memory
+  headless     = true
+  cd_files     = var.seed_files
+  cd_label     = "cidata"
 
   ssh_username           = var.ssh_username
   ssh_private_key_file   = var.ssh_private_key_file
@@ -131,7 +141,7 @@ build {
 
   provisioner "shell" {
     scripts          = var.scripts
-    environment_vars = ["NODEIMAGE_STAGE=/var/tmp/nodeimage", "DEBIAN_FRONTEND=noninteractive"]
+    environment_vars = ["NODEIMAGE_STAGE=/var/tmp/nodeimage", "DEBIAN_FRONTEND=noninteractive", "DEBUG=${var.debug}"]
     execute_command  = "chmod +x '{{ .Path }}'; sudo env {{ .Vars }} bash '{{ .Path }}'"
   }
 

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# Shared helpers for the provision steps (provision/NN-*.sh). Sourced, never run.
+# Shared helpers of the provision steps (provision/<layer>/NN-*.sh). Sourced, never run.
 #
-# Packer uploads this file as $NODEIMAGE_STAGE/lib.sh next to:
-#   build.json   what to build: profile, base distro, component versions and files
-#   artifacts/   every lock artifact of the profile (file name = basename of its URL)
-#   files/       a copy of the repository's provision/files/
-# and runs each step as root: `env NODEIMAGE_STAGE=/var/tmp/nodeimage bash NN-step.sh`.
+# The build host renders everything (nodeimage.stage); the steps only install it. Each step
+# runs as root with NODEIMAGE_STAGE set to the stage directory, which holds:
+#   build.env        shell assignments: NODEIMAGE_PROFILE, _STACK, _ARCH, _DISTRO, _IPTABLES,
+#                    _KERNEL_ARGS (sourced below)
+#   lib.sh           this file
+#   <layer>/         the layer's steps/, rootfs/ and lists (see nodeimage/stage.py)
+# The OS layer runs in the build VM (packer); the stack and node layers in a chroot of the
+# image's file tree on the build host, where nothing is running: see booted().
+# DEBUG=1 in the environment (invoke --debug) traces every step.
 
 [[ -n ${NODEIMAGE_LIB_SOURCED:-} ]] && return 0
 readonly NODEIMAGE_LIB_SOURCED=1
 
 readonly NODEIMAGE_STAGE="${NODEIMAGE_STAGE:-/var/tmp/nodeimage}"
-readonly BUILD_JSON="${NODEIMAGE_STAGE}/build.json"
-# shellcheck disable=SC2034  # used by the steps that source this file
-readonly STAGE_FILES="${NODEIMAGE_STAGE}/files"
-# Written by 00-verify.sh once every artifact matched its digest; install steps refuse to run without it.
-readonly VERIFIED_MARK="${NODEIMAGE_STAGE}/verified"
-# Where the image keeps what first boot needs (the Weave manifest, a copy of build.json).
-# shellcheck disable=SC2034
-readonly NODEIMAGE_SHARE=/usr/local/share/nodeimage
+[[ -r ${NODEIMAGE_STAGE}/build.env ]] || {
+  printf '[%s] ERROR: %s\n' "${0##*/}" "no build.env in ${NODEIMAGE_STAGE} (is NODEIMAGE_STAGE right?)" >&2
+  exit 1
+}
+# shellcheck source=/dev/null
+source "${NODEIMAGE_STAGE}/build.env"
+[[ -n ${DEBUG:-} ]] && set -o xtrace
 
 info() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 warn() { printf '[%s] WARNING: %s\n' "${0##*/}" "$*" >&2; }
@@ -28,48 +31,20 @@ die() {
 }
 
 require_root() {
-  [[ ${EUID} -eq 0 ]] || die "must run as root (uid 0), running as uid ${EUID}; packer runs steps with sudo"
+  [[ ${EUID} -eq 0 ]] || die "must run as root (uid 0), running as uid ${EUID}"
 }
 
-# build_get KEY... — print a value of build.json, e.g. `build_get components cri-o version`.
-build_get() {
-  [[ -r ${BUILD_JSON} ]] || die "build description not found: ${BUILD_JSON} (is NODEIMAGE_STAGE=${NODEIMAGE_STAGE} right?)"
-  python3 - "${BUILD_JSON}" "$@" <<'PY'
-import json, sys
-value = json.load(open(sys.argv[1]))
-for key in sys.argv[2:]:
-    if not isinstance(value, dict) or key not in value:
-        sys.exit(f"build.json has no {'.'.join(sys.argv[2:])!r} (missing {key!r})")
-    value = value[key]
-print(value if not isinstance(value, (dict, list)) else json.dumps(value))
-PY
+# layer_dir LAYER — the stage directory of a layer (os, stack, node).
+layer_dir() { printf '%s/%s\n' "${NODEIMAGE_STAGE}" "$1"; }
+
+# read_list FILE — the lines of a list file without comments and blank lines.
+read_list() {
+  [[ -r $1 ]] || die "list not found: $1"
+  sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$1"
 }
 
-# component_version NAME / component_file NAME — version and staged path of a lock artifact.
-component_version() { build_get components "$1" version; }
-component_file() {
-  local rel
-  rel="$(build_get components "$1" file)" || exit 1
-  printf '%s/%s\n' "${NODEIMAGE_STAGE}" "${rel}"
-}
-
-# uname-style machine name of the image's architecture (x86_64, aarch64).
-build_machine() {
-  local arch
-  arch="$(build_get arch)" || exit 1
-  case "${arch}" in
-    amd64) echo x86_64 ;;
-    arm64) echo aarch64 ;;
-    *) die "unsupported arch in build.json: ${arch} (expected amd64 or arm64)" ;;
-  esac
-}
-
-require_verified() {
-  [[ -f ${VERIFIED_MARK} ]] || die "artifacts not verified (${VERIFIED_MARK} missing): run 00-verify.sh first"
-}
-
-# True when the step runs on a booted system managed by systemd (a VM build), false in a
-# chroot or container build tree, where only persisted configuration can take effect.
+# True when the step runs on a booted system managed by systemd (the build VM), false in a
+# chroot of the image tree, where only persisted configuration can take effect.
 booted() { [[ -d /run/systemd/system ]]; }
 
 # make_tmpdir VAR — a scratch directory removed when the step exits.
@@ -86,32 +61,18 @@ make_tmpdir() {
   printf -v "$1" '%s' "${d}"
 }
 
-# install_bin SRC DEST — an executable, root-owned, 0755.
-install_bin() { install -D -o root -g root -m 0755 "$1" "$2"; }
-# install_conf SRC DEST [MODE] — a configuration file, root-owned, 0644 by default.
-install_conf() { install -D -o root -g root -m "${3:-0644}" "$1" "$2"; }
-
-# render TEMPLATE DEST NAME=VALUE... — copy TEMPLATE to DEST replacing each @NAME@ with VALUE.
-render() {
-  local template=$1 dest=$2
-  shift 2
-  python3 - "${template}" "${dest}" "$@" <<'PY'
-import os, re, sys
-template, dest, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
-text = open(template).read()
-for pair in pairs:
-    name, value = pair.split("=", 1)
-    text = text.replace(f"@{name}@", value)
-left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
-if left:
-    sys.exit(f"{template}: placeholders without a value: {' '.join(left)}")
-os.makedirs(os.path.dirname(dest), exist_ok=True)
-tmp = dest + ".tmp"
-with open(tmp, "w") as f:
-    f.write(text)
-os.chmod(tmp, 0o644)
-os.replace(tmp, dest)
-PY
+# install_rootfs LAYER — install the layer's rendered files: rootfs/<path> goes to /<path>,
+# root-owned, with the mode that rootfs.tsv ("mode<TAB>path" lines) gives it (the build VM's
+# upload does not keep modes). Parent directories are created as needed (0755).
+install_rootfs() {
+  local dir mode path
+  dir="$(layer_dir "$1")"
+  [[ -r ${dir}/rootfs.tsv ]] || die "no rootfs.tsv in ${dir}"
+  while IFS=$'\t' read -r mode path; do
+    [[ -f ${dir}/rootfs${path} ]] || die "rootfs.tsv names ${path}, which is not in ${dir}/rootfs"
+    install -D -o root -g root -m "${mode}" "${dir}/rootfs${path}" "${path}"
+    info "installed ${path} (${mode})"
+  done < <(read_list "${dir}/rootfs.tsv")
 }
 
 # apt_get ARGS... — apt-get that waits for the dpkg lock (cloud-init or apt timers may hold
@@ -131,7 +92,6 @@ apt_get() {
 # systemctl wrappers that work in a booted build and in a chroot (where systemctl edits
 # symlinks offline and cannot start or stop anything).
 unit_exists() { [[ -n "$(systemctl list-unit-files --no-legend "$1" 2>/dev/null)" ]]; }
-enable_unit() { systemctl enable "$@"; }
 stop_unit() {
   if booted; then systemctl stop "$@" || true; fi
 }

@@ -93,9 +93,13 @@ class Expected:
     """What the image must contain, from this checkout's profile and lock."""
 
     profile: str
+    stack: str
     distro: str
     release: str
     kubernetes: str
+    image_repository: str  # kubeadm's imageRepository and CRI-O's pause image registry
+    cni: str
+    cni_image_repository: str | None
     components: dict[str, str]  # lock artifact name -> pinned version
 
     def version(self, component: str) -> str:
@@ -103,6 +107,15 @@ class Expected:
 
     def bare(self, component: str) -> str:
         return self.components[component].removeprefix("v")
+
+    @property
+    def kubernetes_minor(self) -> int:
+        return int(self.kubernetes.removeprefix("v").split(".")[1])
+
+    @property
+    def needs_cgroup_v1(self) -> bool:
+        """The kubelet before 1.19 refuses the unified (v2) layout (kubernetes issue 90710, kind issue 2082)."""
+        return self.kubernetes_minor < 19
 
 
 def load_expected(profile_name: str, root: Path = REPO) -> Expected:
@@ -119,11 +132,16 @@ def load_expected(profile_name: str, root: Path = REPO) -> Expected:
         if pinned != version:
             raise pytest.UsageError(f"profile {profile_name} wants {name} {version} but the lock pins {pinned}")
     base = profile["base"]
+    cni = profile.get("cni", {})
     return Expected(
         profile=profile["name"],
+        stack=str(profile["stack"]),
         distro=str(base["distro"]),
         release=str(base["release"]),
         kubernetes=str(profile["kubernetes"]["version"]),
+        image_repository=str(profile["kubernetes"].get("image_repository", "registry.k8s.io")),
+        cni=str(cni.get("name")),
+        cni_image_repository=cni.get("image_repository"),
         components=components,
     )
 

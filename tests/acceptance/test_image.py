@@ -8,6 +8,7 @@ checks of real upstream behaviour are ``needs_upstream``.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from typing import Any
@@ -21,7 +22,13 @@ Expected = Any  # conftest.Expected: the profile's versions, from this checkout
 CRIO_CONF = "/etc/crio/crio.conf"
 KUBELET_UNIT = "/etc/systemd/system/kubelet.service"
 KUBELET_DROPINS = "/etc/systemd/system/kubelet.service.d"
-WEAVE_MANIFEST = "/usr/local/share/nodeimage/weave-net.yaml"
+SHARE = "/usr/local/share/nodeimage"
+CNI_MANIFEST = f"{SHARE}/cni-manifest.json"
+STACK_JSON = f"{SHARE}/stack.json"
+# CRI-O 1.17.2 exits at start when a hooks directory is missing (pkg/config/config.go, RuntimeConfig.Validate,
+# "invalid hooks_dir"; cri-o issue 3179); the default list names the first, nodeimage's crio.conf both.
+HOOKS_DIRS = ["/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"]
+KATA_HANDLER = "kata-runtime"
 BUILD_USER = "nodeimage-build"
 # fmt: off
 CNI_PLUGINS = [
@@ -124,6 +131,24 @@ CRIO_SETTINGS = [
 @pytest.mark.parametrize(("key", "value"), CRIO_SETTINGS, ids=[k.replace("|", ".") for k, _ in CRIO_SETTINGS])
 def test_crio_conf_setting(crio_conf: dict[str, Any], key: str, value: Any):
     assert _dig(crio_conf, key) == value
+
+
+@pytest.mark.parametrize("path", HOOKS_DIRS)
+def test_crio_hooks_dir_exists(host: Any, crio_conf: dict[str, Any], path: str):
+    assert path in _dig(crio_conf, "crio|runtime|hooks_dir")
+    assert host.file(path).is_directory, f"{path} is missing: CRI-O 1.17.2 would exit at start (invalid hooks_dir)"
+
+
+def test_kata_handler_does_not_pass_host_devices(crio_conf: dict[str, Any]):
+    """As kata-deploy writes it: without it a privileged Kata pod gets every device of the host
+    (cri-o v1.17.2 pkg/config/config.go RuntimeHandler; kata-containers/packaging 1.12.1 kata-deploy.sh)."""
+    assert _dig(crio_conf, f"crio|runtime|runtimes|{KATA_HANDLER}|privileged_without_host_devices") is True
+
+
+def test_pause_image_from_the_profile_registry(crio_conf: dict[str, Any], expected: Expected):
+    """k8s.gcr.io (CRI-O 1.17's and kubeadm 1.17's default) is frozen: the pause image comes from the profile's."""
+    pause = _dig(crio_conf, "crio|image|pause_image")
+    assert pause == f"{expected.image_repository}/pause:3.1", pause
 
 
 def test_crio_cni_plugin_dirs_include_opt_cni_bin(crio_conf: dict[str, Any]):
@@ -245,8 +270,45 @@ def test_sysctl_persisted(host: Any, key: str):
     assert settings.get(key) == "1"
 
 
-def test_iptables_uses_legacy_backend(host: Any):
+def test_kata_modules_loaded_at_boot(host: Any):
+    """What `kata-runtime kata-check` needs (kata-containers/runtime 1.12.1 cli/kata-check_amd64.go): kvm,
+    vhost, vhost_net (vhost_vsock optional); kvm_intel/kvm_amd load by CPU modalias where the CPU has them."""
+    lines = [ln.split("#")[0].strip() for ln in _conf_dir_text(host, "/etc/modules-load.d").splitlines()]
+    assert {"kvm", "vhost", "vhost_net", "vhost_vsock"} <= set(lines)
+
+
+@pytest.mark.booted_only
+def test_cgroup_layout_is_what_the_kubelet_needs(host: Any, expected: Expected):
+    """kubelet before 1.19 does not start on a unified (v2) host; Debian 12 boots v2 unless told otherwise."""
+    unified = host.file("/sys/fs/cgroup/cgroup.controllers").exists
+    if expected.needs_cgroup_v1:
+        assert not unified, "cgroup v2 (unified) is mounted at /sys/fs/cgroup: kubelet 1.17 refuses to start"
+        assert host.file("/sys/fs/cgroup/memory").is_directory
+        assert "systemd.unified_cgroup_hierarchy=0" in _read(host, "/proc/cmdline").split()
+    else:
+        assert unified, "cgroup v1 is mounted: this kubelet needs the unified hierarchy"
+
+
+@pytest.mark.parametrize("unit", ["nodeimage-bootstrap.service"])
+def test_first_boot_unit_enabled(host: Any, unit: str):
+    assert host.run("systemctl is-enabled %s", unit).stdout.strip() == "enabled"
+
+
+@pytest.mark.unbooted_only
+def test_build_vm_name_and_addresses_gone(host: Any):
+    """image-builder's sysprep does the same: no hostname, standard /etc/hosts, no netplan of the build NIC."""
+    hostname = host.file("/etc/hostname")
+    assert not hostname.exists or hostname.content_string.strip() == "", hostname.content_string
+    hosts = _read(host, "/etc/hosts")
+    assert BUILD_USER not in hosts and "127.0.0.1\tlocalhost" in hosts
+    netplan = host.file("/etc/netplan")
+    assert not netplan.exists or [n for n in netplan.listdir() if n.endswith(".yaml")] == []
+
+
+def test_iptables_uses_legacy_backend(host: Any, expected: Expected):
     """kube-proxy 1.17 writes legacy iptables rules; mixing backends breaks Service routing."""
+    if expected.kubernetes_minor >= 20:
+        pytest.skip("kube-proxy of this version detects the backend itself")
     out = host.run("iptables --version")
     assert out.rc == 0 and "(legacy)" in out.stdout, out.stdout + out.stderr
 
@@ -288,18 +350,35 @@ def test_kubelet_not_failed(host: Any):
 # --- what first boot needs ------------------------------------------------------------------------
 
 
-def test_weave_manifest_baked(host: Any, expected: Expected):
-    manifest = yaml.safe_load(_read(host, WEAVE_MANIFEST))
-    assert manifest["kind"] == "List"
-    daemonsets = [i for i in manifest["items"] if i["kind"] == "DaemonSet" and i["metadata"]["name"] == "weave-net"]
-    assert len(daemonsets) == 1, "no DaemonSet weave-net in the baked manifest"
-    pod = daemonsets[0]["spec"]["template"]["spec"]
-    containers = {c["name"]: c for c in pod["containers"]}
-    assert set(containers) == {"weave", "weave-npc"}
-    assert [c["name"] for c in pod.get("initContainers", [])] == ["weave-init"]
-    version = expected.bare("weave-manifest")
-    assert containers["weave"]["image"].endswith(f"weaveworks/weave-kube:{version}")
-    assert containers["weave-npc"]["image"].endswith(f"weaveworks/weave-npc:{version}")
+def test_cni_manifest_baked(host: Any, expected: Expected):
+    """The CNI's release manifest, baked for first boot without the internet, with its images where the
+    profile says they come from (Weave 2.8.1: a kind List with DaemonSet weave-net; weaveworks/weave v2.8.1,
+    prog/weave-kube/weave-daemonset-k8s-1.11.yaml)."""
+    manifest = json.loads(_read(host, CNI_MANIFEST))
+    items = manifest["items"] if manifest.get("kind") == "List" else [manifest]
+    pods = [i["spec"]["template"]["spec"] for i in items if i["kind"] == "DaemonSet"]
+    assert pods, f"no DaemonSet in {CNI_MANIFEST}"
+    images = [c["image"] for p in pods for c in [*p.get("initContainers", []), *p["containers"]]]
+    if expected.cni_image_repository:
+        assert all(i.startswith(expected.cni_image_repository + "/") for i in images), images
+    if expected.cni == "weave":
+        ds = next(i for i in items if i["kind"] == "DaemonSet" and i["metadata"]["name"] == "weave-net")
+        pod = ds["spec"]["template"]["spec"]
+        assert {c["name"] for c in pod["containers"]} == {"weave", "weave-npc"}
+        assert [c["name"] for c in pod.get("initContainers", [])] == ["weave-init"]
+        version = expected.bare("weave-manifest")
+        assert {i.rsplit("/", 1)[-1] for i in images} == {f"weave-kube:{version}", f"weave-npc:{version}"}
+
+
+def test_stack_description_baked(host: Any, expected: Expected):
+    """What first boot applies besides the CNI: the RuntimeClass, in an API the cluster's version serves
+    (node.k8s.io/v1 arrived in Kubernetes 1.20; 1.17 serves v1beta1)."""
+    data = json.loads(_read(host, STACK_JSON))
+    rc = data["runtime_class"]
+    assert rc["apiVersion"] == ("node.k8s.io/v1beta1" if expected.kubernetes_minor < 20 else "node.k8s.io/v1")
+    assert rc["kind"] == "RuntimeClass" and rc["scheduling"]["nodeSelector"] == {"katacontainers.io/kata-runtime": "true"}
+    assert data["cni"]["manifest"] == CNI_MANIFEST
+    assert data["kubernetes_version"] == expected.kubernetes
 
 
 def test_release_file_matches_profile(host: Any, expected: Expected):

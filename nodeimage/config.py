@@ -1,0 +1,179 @@
+"""One build configuration: made once from the profile, the lock, the formats, the epoch and the paths.
+
+Everything a build decides from its inputs is decided here, before anything
+is downloaded or booted, and checked: an unknown release or arch, a lock entry
+without a digest, a bad SOURCE_DATE_EPOCH, an output directory that cannot be
+written each fail in seconds with one message. The configuration is frozen;
+what changes while a build runs lives in ``build.BuildState``. The input
+digest (is the last build up to date?) is computed from it alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodeimage import __version__, distros, stacks
+from nodeimage import cni as cni_units
+from nodeimage.cni import Cni
+from nodeimage.distros import Distro, Release
+from nodeimage.formats import Format, resolve
+from nodeimage.lock import Lock, LockEntry, load_lock, lock_sha256
+from nodeimage.log import debug_enabled, die
+from nodeimage.paths import DEFAULT_LOCK, PACKER_DIR, PROVISION_DIR, REPO_ROOT
+from nodeimage.profiles import Profile, load_profile, parse_formats
+from nodeimage.stacks import Settings, Stack
+
+DEFAULT_EPOCH = 1609459200  # 2021-01-01T00:00:00Z, when SOURCE_DATE_EPOCH is not set
+MAX_EPOCH = 2**32 - 1  # ext4 inode times and tar headers
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What one build is: frozen, validated, the only input of the pipeline."""
+
+    profile: Profile
+    stack: Stack
+    distro: Distro
+    release: Release
+    cni: Cni
+    lock: Lock
+    lock_sha256: str
+    entries: tuple[LockEntry, ...]  # the profile's artifacts (components and base image), for its arch
+    formats: tuple[Format, ...]
+    epoch: int
+    mirror: str | None
+    out_root: Path
+    run_suite: bool = True
+    suite_args: tuple[str, ...] = ()
+    debug: bool = False
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out_root / self.profile.name
+
+    @property
+    def format_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.formats)
+
+    def entry(self, name: str) -> LockEntry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def components(self) -> list[LockEntry]:
+        """The lock entries installed into the image (the base image is not one)."""
+        return [e for e in self.entries if e.name in self.profile.components]
+
+    def settings(self) -> Settings:
+        return Settings(
+            kubernetes_version=self.profile.kubernetes.version,
+            image_repository=self.profile.kubernetes.image_repository,
+            arch=self.profile.arch,
+            versions={e.name: e.version for e in self.components()},
+        )
+
+    def input_digest(self) -> str:
+        """One digest over everything that decides the outputs' content (and the suite's verdict)."""
+        h = hashlib.sha256()
+        fields = (
+            f"nodeimage {__version__}",
+            f"formats {','.join(self.format_names)}",
+            f"suite {self.run_suite} {' '.join(self.suite_args)}",
+            f"epoch {self.epoch}",
+        )
+        h.update("\0".join(fields).encode() + b"\0")
+        h.update(self.profile.path.read_bytes())
+        for e in self.entries:
+            h.update(f"{e.name}\0{e.version}\0{e.arch}\0{e.url}\0{e.checksum}\0".encode())
+        for sub in (PROVISION_DIR, PACKER_DIR, REPO_ROOT / "nodeimage"):
+            _hash_tree(h, sub)
+        return h.hexdigest()
+
+
+def _hash_tree(h: hashlib._Hash, root: Path) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def parse_epoch(value: str | None) -> int:
+    """SOURCE_DATE_EPOCH as given in the environment (None or empty: the default)."""
+    if value is None or value == "":
+        return DEFAULT_EPOCH
+    if not value.isdigit() or int(value) > MAX_EPOCH:
+        die(
+            f"SOURCE_DATE_EPOCH is not a Unix time nodeimage can use: {value!r}",
+            hint=f"set it to whole seconds from 0 to {MAX_EPOCH}, e.g. 1609459200 (2021-01-01), or unset it",
+        )
+    return int(value)
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".nodeimage-write-test-"):
+            pass
+    except FileExistsError:
+        die(f"{what} {path} is not a directory", hint="give a directory (or a path where one can be created)")
+    except OSError as exc:
+        die(
+            f"{what} {path} is not writable: {exc.strerror or exc}",
+            hint="choose another directory (e.g. --out /var/tmp/nodeimage) or fix its permissions",
+        )
+
+
+def make_config(
+    profile: str | Profile,
+    *,
+    lock_file: Path | None = None,
+    mirror: str | None = None,
+    formats: str | None = None,
+    out_root: Path = Path("build"),
+    run_suite: bool = True,
+    suite_args: tuple[str, ...] = (),
+    epoch: str | None = None,
+) -> BuildConfig:
+    """Validate every input of a build and freeze it; nothing is downloaded or written but a write test."""
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    distro = distros.get(prof.base.distro)
+    lock_path = Path(lock_file) if lock_file else DEFAULT_LOCK
+    lock = load_lock(lock_path)
+    entries = tuple(lock.select(prof.wanted(), prof.arch))
+    missing = [e for e in entries if not e.checksum]
+    if missing:
+        names = ", ".join(e.label for e in missing)
+        die(
+            f"{lock_path} has no digest for {names}: a build only installs what the lock pins",
+            hint="record it once with `.venv/bin/invoke lock` (trust on first use for artifacts without a "
+            "published digest), review the change, then build",
+        )
+    if mirror:
+        from nodeimage.fetch import check_mirror
+
+        check_mirror(mirror)
+    fmt_names = parse_formats(formats) if formats else prof.formats
+    config = BuildConfig(
+        profile=prof,
+        stack=stacks.get(prof.stack),
+        distro=distro,
+        release=distro.release(prof.base.release),
+        cni=cni_units.get(prof.cni.name),
+        lock=lock,
+        lock_sha256=lock_sha256(lock_path),
+        entries=entries,
+        formats=resolve(fmt_names),
+        epoch=parse_epoch(os.environ.get("SOURCE_DATE_EPOCH") if epoch is None else epoch),
+        mirror=mirror,
+        out_root=Path(out_root),
+        run_suite=run_suite,
+        suite_args=tuple(suite_args),
+        debug=debug_enabled(),
+    )
+    check_writable_dir(config.out_root, "output directory")
+    return config
