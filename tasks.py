@@ -105,6 +105,9 @@ def doctor(c: Context, build_dir: str = "build") -> None:
         "lock_file": "lock file to build from (default artifacts.lock.yaml)",
         "mirror": "directory or http(s) base URL that stands in for every upstream URL (<mirror>/<host>/<path>); "
         "also NODEIMAGE_MIRROR",
+        "registry_mirror": "registry (http(s)://HOST[:PORT][/PREFIX]) or OCI-layout directory to copy the "
+        "container images from instead of their registries (<mirror>/<registry>/<repository>); "
+        "also NODEIMAGE_REGISTRY_MIRROR",
         "formats": "comma-separated output formats: qcow2 (always), ova; default from the profile",
         "out": "output root; the image goes to <out>/<profile>/ (default build)",
         "skip_suite": "do not run the image acceptance suite on the result (not recommended)",
@@ -118,6 +121,7 @@ def build(
     profile: str = "k8s-1.17",
     lock_file: str = "",
     mirror: str = "",
+    registry_mirror: str = "",
     formats: str = "",
     out: str = "build",
     skip_suite: bool = False,
@@ -134,6 +138,7 @@ def build(
         profile,
         lock_file=Path(lock_file) if lock_file else None,
         mirror=mirror or os.environ.get("NODEIMAGE_MIRROR") or None,
+        registry_mirror=registry_mirror or os.environ.get("NODEIMAGE_REGISTRY_MIRROR") or None,
         formats=formats or None,
         out_root=Path(out),
         run_suite=not skip_suite,
@@ -312,6 +317,7 @@ def seed(
         state_dir=Path(state_dir) if state_dir else None,
         out_dir=Path(out) if out else None,
         token=Path(token_file).read_text().strip() if token_file else None,
+        image_repository=prof.kubernetes.image_repository,
     )
     print(iso)
 
@@ -386,6 +392,7 @@ def repro(
         "state_dir": "where cluster directories live (default build/clusters)",
         "accel": "kvm or tcg (default: probe whether KVM really runs a guest)",
         "no_wait": "return once the VMs are started, without waiting for SSH and first boot",
+        "air_gapped": "cut the nodes off from everything but their private network (first boot pulls nothing)",
     }
 )
 @_user_errors
@@ -399,6 +406,7 @@ def up(
     state_dir: str = "",
     accel: str = "",
     no_wait: bool = False,
+    air_gapped: bool = False,
 ) -> None:
     """Boot a local cluster (1 control plane + N workers) from a node image under qemu."""
     from pathlib import Path
@@ -420,6 +428,8 @@ def up(
         accel=accel or None,
         cpus=prof.vm.cpus,
         memory_mib=prof.vm.memory_mib,
+        outbound=not air_gapped,
+        image_repository=prof.kubernetes.image_repository,
     )
 
 

@@ -27,6 +27,7 @@ from nodeimage import fetch as fetchmod
 from nodeimage.config import BuildConfig, make_config
 from nodeimage.disk.normalise import is_gpt, open_tree
 from nodeimage.fsutil import atomic_write, file_sha256
+from nodeimage.images import bake, check_registry_mirror, stage_images
 from nodeimage.layercache import LayerCache
 from nodeimage.layers import layer_keys, run_chroot_layers, run_os_layer
 from nodeimage.log import info, step, warn
@@ -122,6 +123,7 @@ def build(
     *,
     lock_file: Path | None = None,
     mirror: str | None = None,
+    registry_mirror: str | None = None,
     formats: str | None = None,
     out_root: Path = Path("build"),
     run_suite: bool = True,
@@ -136,6 +138,7 @@ def build(
             profile_name,
             lock_file=lock_file,
             mirror=mirror,
+            registry_mirror=registry_mirror,
             formats=formats,
             out_root=out_root,
             run_suite=run_suite,
@@ -165,6 +168,9 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
     cache = LayerCache.default()
     with state.phase("fetch", f"fetching {len(config.entries)} artifacts"):
         files = fetchmod.fetch(config.entries, mirror=config.mirror)
+    with state.phase("images", f"copying and checking {len(config.images)} container images"):
+        mirror = check_registry_mirror(config.registry_mirror) if config.registry_mirror else None
+        staged = stage_images(config.images, work / "images", mirror)
     base = f"{config.profile.base.source}: {config.distro.name} {config.release.codename}"
     with state.phase("base", f"base image ({base})"):
         base_image = resolve_base(config, files)
@@ -200,6 +206,7 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
     ) as tree:
         if stack_entry is None:
             run_chroot_layers(tree, stage, ["stack"])
+            bake(tree, config.images, staged, epoch=config.epoch)
             if not is_gpt(vm_disk):
                 cache.put_tree("stack", keys.stack, tree)
         state.layers["stack"] = keys.stack
@@ -274,6 +281,7 @@ def publish(
         "phases": {**state.phases, "total": round(time.monotonic() - started, 1)},
         # this process only: qemu and packer are children and not counted
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "images": [{"ref": i.ref, "platform": i.platform, "digest": i.digest, "size": i.size} for i in config.images],
         "outputs": records,
     }
     atomic_write(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

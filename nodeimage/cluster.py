@@ -147,8 +147,13 @@ def start(
     accel: str | None = None,
     cpus: int = 2,
     memory_mib: int = 2048,
+    outbound: bool = True,
+    image_repository: str = "registry.k8s.io",
 ) -> ClusterState:
-    """Render seeds and start the private network and every VM; no waiting. Stops what it started on failure."""
+    """Render seeds and start the private network and every VM; no waiting. Stops what it started on failure.
+
+    ``outbound=False`` cuts every node off from everything but the private network and this machine's forwards.
+    """
     directory = cluster_dir(cluster, state_dir)
     image = Path(image).resolve()
     if not image.is_file():
@@ -174,6 +179,7 @@ def start(
         pod_cidr=pod_cidr,
         service_cidr=service_cidr,
         control_plane_ip=cp_ip,
+        image_repository=image_repository,
     )
     with step(f"rendering seeds for cluster {cluster} ({len(addresses)} nodes)"):
         create_cluster(directory, params)  # or reuse it, when the parameters are the same
@@ -194,6 +200,7 @@ def start(
                 service_cidr=service_cidr,
                 control_plane_ip=cp_ip if role == "control-plane" else None,
                 state_dir=state_dir,
+                image_repository=image_repository,
             )
             seeds.append((name, role, ip.split("/")[0], iso, macs))
 
@@ -215,6 +222,7 @@ def start(
                     nat_mac=macs[0],
                     private_mac=macs[1],
                     forwards=((state.api_port, API_PORT),) if _role == "control-plane" else (),
+                    outbound=outbound,
                 )
                 machine = vm.start(spec, directory / "vms" / name)
                 state.nodes.append(NodeState(name=name, role=_role, ip=ip, vm=machine))

@@ -21,7 +21,7 @@ from nodeimage import cni as cni_units
 from nodeimage.cni import Cni
 from nodeimage.distros import Distro, Release
 from nodeimage.formats import Format, resolve
-from nodeimage.lock import Lock, LockEntry, load_lock, lock_sha256
+from nodeimage.lock import ImageEntry, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import debug_enabled, die
 from nodeimage.paths import DEFAULT_LOCK, PACKER_DIR, PROVISION_DIR, REPO_ROOT
 from nodeimage.profiles import Profile, load_profile, parse_formats
@@ -43,9 +43,11 @@ class BuildConfig:
     lock: Lock
     lock_sha256: str
     entries: tuple[LockEntry, ...]  # the profile's artifacts (components and base image), for its arch
+    images: tuple[ImageEntry, ...]  # every container image the node runs, pinned by digest for its platform
     formats: tuple[Format, ...]
     epoch: int
     mirror: str | None
+    registry_mirror: str | None
     out_root: Path
     run_suite: bool = True
     suite_args: tuple[str, ...] = ()
@@ -90,6 +92,8 @@ class BuildConfig:
         h.update(self.profile.path.read_bytes())
         for e in self.entries:
             h.update(f"{e.name}\0{e.version}\0{e.arch}\0{e.url}\0{e.checksum}\0".encode())
+        for i in self.images:
+            h.update(f"image {i.ref}\0{i.platform}\0{i.digest}\0".encode())
         for sub in (PROVISION_DIR, PACKER_DIR, REPO_ROOT / "nodeimage"):
             _hash_tree(h, sub)
         return h.hexdigest()
@@ -128,11 +132,24 @@ def check_writable_dir(path: Path, what: str) -> None:
         )
 
 
+def platform_of(arch: str) -> str:
+    return f"linux/{arch}"
+
+
+def required_images(prof: Profile, stack: Stack, cni: Cni, settings: Settings) -> list[str]:
+    """What a node of ``prof`` runs at first boot: kubeadm's images for the stack (with the profile's image
+    repository), the CNI's, then the profile's images.extra; in that order, without duplicates."""
+    version = settings.versions[cni.artifact]
+    refs = [*stack.images(settings), *cni.expected_images(version, prof.cni.image_repository), *prof.extra_images]
+    return list(dict.fromkeys(refs))
+
+
 def make_config(
     profile: str | Profile,
     *,
     lock_file: Path | None = None,
     mirror: str | None = None,
+    registry_mirror: str | None = None,
     formats: str | None = None,
     out_root: Path = Path("build"),
     run_suite: bool = True,
@@ -157,19 +174,42 @@ def make_config(
         from nodeimage.fetch import check_mirror
 
         check_mirror(mirror)
+    if registry_mirror:
+        from nodeimage.images import check_registry_mirror
+
+        check_registry_mirror(registry_mirror)
+    stack = stacks.get(prof.stack)
+    cni = cni_units.get(prof.cni.name)
+    components = [e for e in entries if e.name in prof.components]
+    settings = Settings(
+        kubernetes_version=prof.kubernetes.version,
+        image_repository=prof.kubernetes.image_repository,
+        arch=prof.arch,
+        versions={e.name: e.version for e in components},
+    )
+    images = tuple(lock.image(ref, platform_of(prof.arch)) for ref in required_images(prof, stack, cni, settings))
+    unpinned = [i.ref for i in images if not i.digest]
+    if unpinned:
+        die(
+            f"{lock_path} has no digest for the container images {', '.join(unpinned)}: a build never follows a tag",
+            hint="record them once with `.venv/bin/invoke lock --profile NAME` (trust on first use: the digest a "
+            "registry serves now), review the change, then build",
+        )
     fmt_names = parse_formats(formats) if formats else prof.formats
     config = BuildConfig(
         profile=prof,
-        stack=stacks.get(prof.stack),
+        stack=stack,
         distro=distro,
         release=distro.release(prof.base.release),
-        cni=cni_units.get(prof.cni.name),
+        cni=cni,
         lock=lock,
         lock_sha256=lock_sha256(lock_path),
         entries=entries,
+        images=images,
         formats=resolve(fmt_names),
         epoch=parse_epoch(os.environ.get("SOURCE_DATE_EPOCH") if epoch is None else epoch),
         mirror=mirror,
+        registry_mirror=registry_mirror,
         out_root=Path(out_root),
         run_suite=run_suite,
         suite_args=tuple(suite_args),

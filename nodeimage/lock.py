@@ -21,6 +21,7 @@ import yaml
 
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import die
+from nodeimage.refs import IMAGE_REF_RE
 
 LOCK_VERSION = 1
 DEFAULT_LOCK = Path(__file__).resolve().parent.parent / "artifacts.lock.yaml"
@@ -32,6 +33,9 @@ ALGORITHMS = {"sha256": 64, "sha512": 128}
 CHECKSUM_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ARCH_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9]+(/v[0-9])?$")
+
 
 ARTIFACT_KEYS = ("version", "description", "arches")
 ENTRY_KEYS = ("url", "checksum", "checksum_source", "checksum_url", "checksum_note", "size")
@@ -92,11 +96,38 @@ class LockEntry:
 
 
 @dataclass(frozen=True)
+class ImageEntry:
+    """One container image a node runs, pinned by the digest of its manifest for one platform."""
+
+    ref: str  # registry/repository:tag, as the node names it
+    platform: str  # os/arch, e.g. linux/amd64
+    digest: str | None  # sha256:<hex> of the platform's image manifest; None until `invoke lock` records it
+    digest_source: str
+    size: int | None = None  # bytes of the config and compressed layers
+    note: str | None = None
+
+    @property
+    def repository(self) -> str:
+        return self.ref.rsplit(":", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.ref.rsplit(":", 1)[1]
+
+    @property
+    def pinned(self) -> str:
+        """repository@digest: what a build copies (it never follows the tag)."""
+        assert self.digest
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
 class Lock:
     """A parsed lock file; ``entries`` keep the file's order."""
 
     path: Path
     entries: tuple[LockEntry, ...]
+    images: tuple[ImageEntry, ...] = ()
 
     def names(self) -> list[str]:
         return list(dict.fromkeys(e.name for e in self.entries))
@@ -104,14 +135,30 @@ class Lock:
     def arches(self, name: str) -> list[str]:
         return [e.arch for e in self.entries if e.name == name]
 
-    def entry(self, name: str, arch: str) -> LockEntry:
-        """The entry for ``name`` on ``arch``, falling back to the arch-independent ``all``."""
-        by_arch = {e.arch: e for e in self.entries if e.name == name}
-        if not by_arch:
+    def versions(self, name: str) -> list[str]:
+        return list(dict.fromkeys(e.version for e in self.entries if e.name == name))
+
+    def entry(self, name: str, arch: str, version: str | None = None) -> LockEntry:
+        """The entry for ``name`` (at ``version``, needed when several are locked) on ``arch``, falling back to
+        the arch-independent ``all``."""
+        named = [e for e in self.entries if e.name == name]
+        if not named:
             die(
                 f"{self.path}: no artifact named {name!r}",
                 hint=f"the lock has: {', '.join(self.names())}",
             )
+        versions = self.versions(name)
+        if version is None and len(versions) > 1:
+            die(f"{self.path}: {name} is locked at several versions ({', '.join(versions)}): say which")
+        if version is not None:
+            if version not in versions:
+                die(
+                    f"{self.path}: {name} is locked at version {', '.join(map(repr, versions))} but {version!r} is "
+                    "expected",
+                    hint="make the profile's components and the lock agree (then run `invoke lock`)",
+                )
+            named = [e for e in named if e.version == version]
+        by_arch = {e.arch: e for e in named}
         found = by_arch.get(arch) or by_arch.get("all")
         if found is None:
             die(
@@ -126,24 +173,32 @@ class Lock:
         A value of None means any version (e.g. a base image that a profile
         names without pinning a version itself).
         """
-        chosen = []
-        for name, version in wanted.items():
-            e = self.entry(name, arch)
-            if version is not None and e.version != version:
-                die(
-                    f"{self.path}: {name} is locked at version {e.version!r} but {version!r} is expected",
-                    hint="make the profile's components and the lock agree (then run `invoke lock`)",
-                )
-            chosen.append(e)
-        return chosen
+        return [self.entry(name, arch, version) for name, version in wanted.items()]
 
     def replace_entry(self, new: LockEntry) -> Lock:
-        """A copy with the entry of the same name and arch replaced by ``new``."""
-        keys = [(e.name, e.arch) for e in self.entries]
-        if (new.name, new.arch) not in keys:
-            die(f"{self.path}: no entry {new.name} ({new.arch}) to update")
-        same = (new.name, new.arch)
-        return replace(self, entries=tuple(new if (e.name, e.arch) == same else e for e in self.entries))
+        """A copy with the entry of the same name, version and arch replaced by ``new``."""
+        same = (new.name, new.version, new.arch)
+        if same not in [(e.name, e.version, e.arch) for e in self.entries]:
+            die(f"{self.path}: no entry {new.name} {new.version} ({new.arch}) to update")
+        return replace(self, entries=tuple(new if (e.name, e.version, e.arch) == same else e for e in self.entries))
+
+    def image(self, ref: str, platform: str) -> ImageEntry:
+        """The lock's entry for the container image ``ref`` on ``platform``; die naming what to do when absent."""
+        for i in self.images:
+            if i.ref == ref and i.platform == platform:
+                return i
+        known = [i.ref for i in self.images]
+        hint = "add it under images: in the lock (ref, digest), or let `invoke lock --profile NAME` record it"
+        if ref in known:
+            hint = f"it has no {platform} entry; add one under images.{ref}.platforms"
+        die(f"{self.path}: container image {ref} is not in the lock", hint=hint)
+
+    def replace_image(self, new: ImageEntry) -> Lock:
+        others = tuple(i for i in self.images if (i.ref, i.platform) != (new.ref, new.platform))
+        if len(others) == len(self.images):
+            return replace(self, images=(*self.images, new))
+        return replace(self, images=tuple(new if (i.ref, i.platform) == (new.ref, new.platform) else i
+                                          for i in self.images))  # fmt: skip
 
 
 class _Checker:
@@ -245,15 +300,51 @@ class _Checker:
             self.fail(where, "arches", list(arches), "either 'all' alone or per-arch entries, not both")
         return [self.entry(name, version, description, arch, entry) for arch, entry in arches.items()]
 
+    def image(self, ref: Any, data: Any) -> list[ImageEntry]:
+        if not isinstance(ref, str) or not IMAGE_REF_RE.match(ref):
+            self.fail("images", "image reference", ref, "registry/repository:tag, e.g. registry.k8s.io/pause:3.1")
+        where = f"images.{ref}"
+        data = self.mapping("images", ref, data)
+        self.keys(where, data, ("platforms", "note"), ("platforms",))
+        platforms = self.mapping(where, "platforms", data["platforms"])
+        out = []
+        for platform, entry in platforms.items():
+            here = f"{where}.platforms.{platform}"
+            if not isinstance(platform, str) or not PLATFORM_RE.match(platform):
+                self.fail(f"{where}.platforms", "platform", platform, "os/arch, e.g. linux/amd64")
+            entry = self.mapping(here, "entry", entry)
+            self.keys(here, entry, ("digest", "digest_source", "size"), ("digest", "digest_source"))
+            digest, source, size = entry["digest"], entry["digest_source"], entry.get("size")
+            if digest is not None and (not isinstance(digest, str) or not DIGEST_RE.match(digest)):
+                self.fail(here, "digest", digest, "sha256:<64 lower-case hex> (the platform manifest's digest) or null")
+            if source not in CHECKSUM_SOURCES:
+                self.fail(here, "digest_source", source, "one of " + ", ".join(CHECKSUM_SOURCES))
+            if digest is None and source != TOFU:
+                self.fail(here, "digest", digest, f"a digest (null only with digest_source: {TOFU})")
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+                self.fail(here, "size", size, "a byte count or null")
+            out.append(ImageEntry(ref, platform, digest, source, size, data.get("note")))
+        return out
+
     def lock(self, data: Any) -> Lock:
         data = self.mapping("", "top level", data)
-        self.keys("top level", data, ("lock_version", "artifacts"), ("lock_version", "artifacts"))
+        self.keys("top level", data, ("lock_version", "artifacts", "images"), ("lock_version", "artifacts"))
         if data["lock_version"] != LOCK_VERSION:
             expected = f"{LOCK_VERSION} (the only version this nodeimage reads)"
             self.fail("", "lock_version", data["lock_version"], expected)
         artifacts = self.mapping("", "artifacts", data["artifacts"])
-        entries = [e for name, art in artifacts.items() for e in self.artifact(name, art)]
-        return Lock(path=self.path, entries=tuple(entries))
+        entries = []
+        for name, art in artifacts.items():
+            versions = art if isinstance(art, list) else [art]  # several versions: a list of them
+            for one in versions:
+                entries += self.artifact(name, one)
+        seen = [(e.name, e.version, e.arch) for e in entries]
+        if len(seen) != len(set(seen)):
+            dup = next(k for k in seen if seen.count(k) > 1)
+            die(f"{self.path}: artifacts.{dup[0]} lists version {dup[1]} ({dup[2]}) twice")
+        images = self.mapping("", "images", data.get("images") or {})
+        image_entries = [i for ref, img in images.items() for i in self.image(ref, img)]
+        return Lock(path=self.path, entries=tuple(entries), images=tuple(image_entries))
 
 
 def load_lock(path: Path = DEFAULT_LOCK) -> Lock:
@@ -311,14 +402,30 @@ def _entry_data(e: LockEntry) -> dict[str, Any]:
 
 def dump_lock(lock: Lock, header: str = DEFAULT_HEADER) -> str:
     """The text of a lock file: header comment, then the artifacts in their order."""
-    artifacts: dict[str, Any] = {}
+    by_version: dict[tuple[str, str], dict[str, Any]] = {}
     for e in lock.entries:
-        art = artifacts.setdefault(e.name, {"version": e.version})
+        art = by_version.setdefault((e.name, e.version), {"version": e.version})
         if e.description is not None:
             art.setdefault("description", e.description)
         art.setdefault("arches", {})[e.arch] = _entry_data(e)
+    artifacts: dict[str, Any] = {}
+    for (name, _), art in by_version.items():
+        if name in artifacts:
+            artifacts[name] = [*(artifacts[name] if isinstance(artifacts[name], list) else [artifacts[name]]), art]
+        else:
+            artifacts[name] = art
+    document: dict[str, Any] = {"lock_version": LOCK_VERSION, "artifacts": artifacts}
+    if lock.images:
+        images: dict[str, Any] = {}
+        for i in lock.images:
+            img = images.setdefault(i.ref, {})
+            if i.note is not None:
+                img.setdefault("note", i.note)
+            img.setdefault("platforms", {})[i.platform] = {"digest": i.digest, "digest_source": i.digest_source,
+                                                           "size": i.size}  # fmt: skip
+        document["images"] = images
     body = yaml.dump(
-        {"lock_version": LOCK_VERSION, "artifacts": artifacts},
+        document,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,

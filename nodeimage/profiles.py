@@ -21,6 +21,7 @@ from nodeimage import cni as cni_units
 from nodeimage import distros, formats, stacks
 from nodeimage.log import die
 from nodeimage.paths import PROFILES_DIR
+from nodeimage.refs import IMAGE_REF_RE, REPOSITORY_RE
 
 DEFAULT_PROFILE = "k8s-1.17"
 
@@ -30,10 +31,6 @@ BASE_SOURCES = ("cloud-image", "mmdebstrap")
 KUBE_VERSION_RE = re.compile(r"^v1\.\d{1,2}\.\d{1,3}$")
 COMPONENT_VERSION_RE = re.compile(r"^v?\d+(\.\d+){1,2}([.-][0-9A-Za-z.]+)?$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-# registry[:port]/path, e.g. registry.k8s.io, docker.io/weaveworks, registry.example.com:5000/k8s
-REPOSITORY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-# an image reference with a tag: registry/repository:tag
-IMAGE_REF_RE = re.compile(REPOSITORY_RE.pattern.removesuffix("*$") + r"+:[\w][\w.-]{0,127}$")
 
 
 @dataclass(frozen=True)

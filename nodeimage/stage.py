@@ -15,6 +15,7 @@ nodeimage.layers) beside a shared ``lib.sh`` and ``build.env``::
     stack/install.tsv           kind, artifact file, member, destination, mode (one install per line)
     stack/directories.txt       empty directories the programs need
     stack/units.txt             units to enable
+    stack/images.txt            the container images baked after the stack's steps (ref, platform, digest)
     stack/rootfs/, rootfs.tsv   rendered configuration (CRI-O, kubelet, crictl, ...)
     node/steps/NN-*.sh          the node layer's steps (chroot)
     node/rootfs/, rootfs.tsv    the first-boot program and its unit, its baked data, /etc/nodeimage-release
@@ -244,6 +245,8 @@ def write_stage(config: BuildConfig, files: dict[str, Path], stage: Path) -> Pat
     settings = config.settings()
     (stack_dir / "directories.txt").write_text("".join(f"{d}\n" for d in config.stack.directories(settings)))
     (stack_dir / "units.txt").write_text("".join(f"{u}\n" for u in config.stack.units))
+    # What the build bakes into the stack layer's containers-storage (part of that layer's cache key).
+    (stack_dir / "images.txt").write_text("".join(f"{i.ref} {i.platform} {i.digest}\n" for i in config.images))
     _write_files(stack_dir, config.stack.files(settings))
 
     _write_files(stage / "node", node_files(config, files))

@@ -153,6 +153,9 @@ class VMSpec:
     nat_mac: str | None = None
     overlay_size: str | None = None  # e.g. "20G": grow the overlay beyond the image's size
     forwards: tuple[tuple[int, int], ...] = ()  # extra (host port on 127.0.0.1, guest port) TCP forwards
+    # False: the NAT NIC reaches nothing outside (qemu user networking with restrict=on); DHCP and the
+    # forwards from this machine still work. For air-gapped first boots.
+    outbound: bool = True
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,10 @@ def disk_format(disk: Path) -> str:
     return str(json.loads(info_json)["format"])
 
 
+def _restrict(spec: VMSpec) -> str:
+    return "" if spec.outbound else ",restrict=on"
+
+
 def qemu_command(
     spec: VMSpec,
     *,
@@ -245,7 +252,7 @@ def qemu_command(
         "-monitor", f"unix:{monitor},server=on,wait=off",
         "-drive", f"file={overlay},if=virtio,format=qcow2",
         "-device", "virtio-rng-pci",
-        "-netdev", f"user,id=nat,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        "-netdev", f"user,id=nat{_restrict(spec)},hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
         + "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in spec.forwards),
         "-device", "virtio-net-pci,netdev=nat" + (f",mac={spec.nat_mac}" if spec.nat_mac else ""),
     ]  # fmt: skip

@@ -50,6 +50,10 @@ class Cni:
         """Parse and check the release manifest; die naming the file if it is not the expected one."""
         raise NotImplementedError
 
+    def expected_images(self, version: str, repository: str | None) -> list[str]:
+        """The images the release manifest of ``version`` runs, with ``repository`` (None: the release's)."""
+        raise NotImplementedError
+
     def images(self, manifest: dict[str, Any]) -> list[str]:
         """Every container image the manifest runs, in order, without duplicates."""
         seen: dict[str, None] = {}

@@ -19,6 +19,8 @@ from nodeimage.log import die
 
 DAEMONSET = "weave-net"
 CONTAINERS = ("weave", "weave-npc")
+# bin/release writes short names (weaveworks/weave-kube:2.8.1): Docker Hub's, fully qualified here
+RELEASE_REPOSITORY = "docker.io/weaveworks"
 
 
 class Weave(Cni):
@@ -36,9 +38,13 @@ class Weave(Cni):
             )
         return manifest
 
+    def expected_images(self, version: str, repository: str | None) -> list[str]:
+        """weave-init runs the weave-kube image too: two images."""
+        repo = repository or RELEASE_REPOSITORY
+        return [f"{repo}/weave-kube:{version}", f"{repo}/weave-npc:{version}"]
+
     def set_images(self, manifest: dict[str, Any], repository: str | None) -> dict[str, Any]:
-        if not repository:
-            return manifest
+        repository = repository or RELEASE_REPOSITORY
         for item in items(manifest):
             pod = item.get("spec", {}).get("template", {}).get("spec", {})
             for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:

@@ -133,6 +133,10 @@ class Stack:
     def files(self, s: Settings) -> list[File]:
         raise NotImplementedError
 
+    def images(self, s: Settings) -> list[str]:
+        """The images kubeadm's `config images list` prints for this version and image repository."""
+        raise NotImplementedError
+
     def directories(self, s: Settings) -> list[str]:
         """Empty directories the image must have (the programs fail or misbehave without them)."""
         return ["/etc/cni/net.d", "/opt/cni/bin", "/var/lib/kubelet", "/etc/kubernetes/manifests"]

@@ -36,7 +36,10 @@ TOKEN_TTL = "24h0m0s"
 # CRI-O's default hooks directories: a missing one makes CRI-O 1.17.2 exit at start
 # (pkg/config/config.go: RuntimeConfig.Validate, "invalid hooks_dir"; cri-o issue 3179).
 HOOKS_DIRS = ("/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d")
-PAUSE_VERSION = "3.1"  # kubeadm 1.17's constants.PauseVersion
+# kubeadm 1.17 cmd/kubeadm/app/constants/constants.go: PauseVersion, SupportedEtcdVersion[17], CoreDNSVersion
+PAUSE_VERSION = "3.1"
+ETCD_VERSION = "3.4.3-0"
+COREDNS_VERSION = "1.6.5"
 KATA_MODULES = ("kvm", "vhost", "vhost_net", "vhost_vsock")
 
 CRIO_CONF = """\
@@ -243,6 +246,19 @@ class Classic(Stack):
 
     def directories(self, s: Settings) -> list[str]:
         return [*super().directories(s), *HOOKS_DIRS, "/var/lib/crio"]
+
+    def images(self, s: Settings) -> list[str]:
+        """kubeadm 1.17 cmd/kubeadm/app/images/images.go GetControlPlaneImages: the control plane and kube-proxy
+        at the Kubernetes version, pause, etcd and CoreDNS, all from imageRepository (CoreDNS without the
+        coredns/ path that 1.21 introduced)."""
+        repo, tag = s.image_repository, s.kubernetes_version
+        control = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+        return [
+            *(f"{repo}/{c}:{tag}" for c in control),
+            f"{repo}/pause:{PAUSE_VERSION}",
+            f"{repo}/etcd:{ETCD_VERSION}",
+            f"{repo}/coredns:{COREDNS_VERSION}",
+        ]
 
     def kubeadm_documents(
         self, node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets, *, kata: bool, image_repository: str

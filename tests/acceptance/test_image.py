@@ -376,7 +376,8 @@ def test_stack_description_baked(host: Any, expected: Expected):
     data = json.loads(_read(host, STACK_JSON))
     rc = data["runtime_class"]
     assert rc["apiVersion"] == ("node.k8s.io/v1beta1" if expected.kubernetes_minor < 20 else "node.k8s.io/v1")
-    assert rc["kind"] == "RuntimeClass" and rc["scheduling"]["nodeSelector"] == {"katacontainers.io/kata-runtime": "true"}
+    assert rc["kind"] == "RuntimeClass"
+    assert rc["scheduling"]["nodeSelector"] == {"katacontainers.io/kata-runtime": "true"}
     assert data["cni"]["manifest"] == CNI_MANIFEST
     assert data["kubernetes_version"] == expected.kubernetes
 

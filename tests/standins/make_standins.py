@@ -18,10 +18,12 @@ Archives are deterministic (sorted entries, fixed mtime, uid/gid 0, gzip mtime
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import gzip
 import hashlib
 import io
+import json
 import lzma
 import sys
 import tarfile
@@ -97,7 +99,13 @@ fails the way upstream fails, and records every invocation in /var/log/nodeimage
 def standin_program(tool: str, kind: str, version: str) -> bytes:
     """The stand-in script for ``tool`` (``kind`` selects a behaviour of programs/simple.py) at ``version``."""
     module = MODULES.get(tool, "simple")
-    body = (PROGRAMS / "common.py").read_text() + "\n\n" + (PROGRAMS / f"{module}.py").read_text()
+    tool_text = (PROGRAMS / f"{module}.py").read_text()
+    lines = tool_text.splitlines(keepends=True)
+    for node in ast.parse(tool_text).body:  # the `from common import ...` that lets ruff check the module alone
+        if isinstance(node, ast.ImportFrom) and node.module == "common":
+            assert node.end_lineno is not None
+            lines[node.lineno - 1 : node.end_lineno] = [""] * (node.end_lineno - node.lineno + 1)
+    body = (PROGRAMS / "common.py").read_text() + "\n\n" + "".join(lines)
     for key, value in (("@TOOL@", tool), ("@KIND@", kind), ("@VERSION@", version)):
         body = body.replace(key, value)
     main = "\n\nif __name__ == \"__main__\":\n    record()\n    sys.exit(main(sys.argv[1:]))\n"
@@ -256,6 +264,75 @@ BUILDERS: dict[str, Callable[[str, str, str], bytes]] = {
 }
 
 
+# --- container images: small OCI images under the real references ------------------------------------------------
+
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
+IMAGE_PAYLOAD = 1 << 20  # bytes of (incompressible) content per image, so that sizes can be compared
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def _blob(layout: Path, data: bytes) -> tuple[str, int]:
+    digest = hashlib.sha256(data).hexdigest()
+    path = layout / "blobs" / "sha256" / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return f"sha256:{digest}", len(data)
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def standin_image(ref: str, layout: Path) -> dict[str, tuple[str, int]]:
+    """Write an OCI layout at ``layout`` whose tag is an index of one small image per platform.
+
+    Each image has one layer holding /nodeimage-standin-image (what it stands in for) and a payload of
+    deterministic, incompressible bytes. Returns platform -> (manifest digest, config + layer bytes).
+    """
+    tag = ref.rsplit(":", 1)[1]
+    out = {}
+    manifests = []
+    for platform in IMAGE_PLATFORMS:
+        os_name, arch = platform.split("/")
+        payload = hashlib.shake_256(f"{ref} {platform}".encode()).digest(IMAGE_PAYLOAD)
+        note = f"{NOTE}: the image {ref} ({platform})\n".encode()
+        layer_tar = tar_bytes([Entry("nodeimage-standin-image", note), Entry("payload.bin", payload)])
+        layer_gz = gzip_bytes(layer_tar)
+        layer, layer_size = _blob(layout, layer_gz)
+        config = _json({
+            "architecture": arch, "os": os_name, "created": "2020-09-13T12:26:40Z",
+            "config": {"Entrypoint": ["/nodeimage-standin-image"], "Labels": {"org.nodeimage.standin": ref}},
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"]},
+        })  # fmt: skip
+        config_digest, config_size = _blob(layout, config)
+        manifest = _json({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                       "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer,
+                        "size": layer_size}],
+        })  # fmt: skip
+        digest, size = _blob(layout, manifest)
+        manifests.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                          "platform": {"architecture": arch, "os": os_name}})  # fmt: skip
+        out[platform] = (digest, config_size + layer_size)
+    index = _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+    index_digest, index_size = _blob(layout, index)
+    (layout / "index.json").write_bytes(_json({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": OCI_INDEX, "digest": index_digest, "size": index_size,
+                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
+    }))  # fmt: skip
+    (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+    return out
+
+
+def images_dir(lock_path: Path) -> Path:
+    """Where make_standins puts the stand-in images: an OCI mirror directory, ``<dir>/<host>/<path>``."""
+    return Path(lock_path).parent / "images"
+
+
 def mirror_path(mirror_dir: Path, url: str) -> Path:
     """Where a mirror directory holds ``url``: ``<mirror_dir>/<url host>/<url path>``."""
     parts = urlsplit(url)
@@ -306,8 +383,22 @@ def make_standins(real_lock: Path, out_dir: Path, arch: str = "amd64") -> tuple[
             standin = copy.deepcopy({k: v for k, v in entry.items() if k != "arches"})
             standin["arches"] = arches
             standin_artifacts[name] = standin
-    standin_lock = {k: v for k, v in lock.items() if k != "artifacts"}
+    standin_lock = {k: v for k, v in lock.items() if k not in ("artifacts", "images")}
     standin_lock["artifacts"] = standin_artifacts
+    images = {}
+    for ref, entry in (lock.get("images") or {}).items():
+        registry, _, path = ref.rsplit(":", 1)[0].partition("/")
+        built = standin_image(ref, Path(out_dir) / "images" / registry / path)
+        images[ref] = {
+            "note": NOTE,
+            "platforms": {
+                platform: {"digest": digest, "digest_source": "trust-on-first-use", "size": size}
+                for platform, (digest, size) in built.items()
+                if platform in entry["platforms"]
+            },
+        }
+    if images:
+        standin_lock["images"] = images
     lock_path = Path(out_dir) / "artifacts.lock.yaml"
     header = (
         "# nodeimage test stand-ins, NOT the upstream artifacts.\n"

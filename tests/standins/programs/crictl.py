@@ -3,6 +3,13 @@
 # kubernetes-sigs/cri-tools at v1.17.0 (T17) and v1.36.0 (T36). The answers come from the
 # stand-in CRI-O over its socket, so they depend on CRI-O running with a valid configuration.
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import json
+import os
+import sys
+
+from common import VERSION, cri_request, fail, last, load_yaml_docs, minor, p, parse_flags, read, vee
+
 CONFIG_KEYS_17 = {"runtime-endpoint", "image-endpoint", "timeout", "debug"}  # T17 cmd/crictl/config.go
 CONFIG_KEYS_36 = CONFIG_KEYS_17 | {"pull-image-on-create", "disable-pull-on-run"}  # T36 pkg/common/file.go
 COMMANDS = {"info", "version", "inspecti", "images", "img", "pull", "ps", "pods", "rmi", "inspect", "config"}
@@ -72,8 +79,10 @@ def main(args):
     if "error" in answer:
         fail(f"FATA[0000] {answer['error']}")
     if command == "version":
-        print(f"Version:  {answer['version']}\nRuntimeName:  {answer['runtimeName']}\n"
-              f"RuntimeVersion:  {answer['runtimeVersion']}\nRuntimeApiVersion:  {answer['runtimeApiVersion']}")
+        print(
+            f"Version:  {answer['version']}\nRuntimeName:  {answer['runtimeName']}\n"
+            f"RuntimeVersion:  {answer['runtimeVersion']}\nRuntimeApiVersion:  {answer['runtimeApiVersion']}"
+        )
     elif command == "pull":
         print(f"Image is up to date for {positionals[1]}")
     else:

@@ -4,7 +4,30 @@
 # a key CRI-O does not know is an error (upstream's TOML decode ignores it, so a misspelt key
 # silently does nothing: C17 pkg/config/config.go:428, C36 pkg/config/config.go:940).
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import json
+import os
 import re
+import sys
+
+from common import (
+    CRIO_SOCKET,
+    ROOT,
+    VERSION,
+    bare,
+    fail,
+    last,
+    minor,
+    note,
+    p,
+    parse_flags,
+    q,
+    read,
+    sd_notify,
+    wait_for_sigterm,
+    which,
+    write,
+)
 
 try:
     import tomllib
@@ -202,7 +225,9 @@ def validate(conf):
     default = conf.get("default_runtime") or ("runc" if old else "crun")
     if default not in runtimes:  # C17 config.go:689-707; C36 config.go:1540-1562
         if old:
-            raise ConfigError(f"runtime config: default_runtime set to {q(default)}, but no runtime entry was found for it")
+            raise ConfigError(
+                f"runtime config: default_runtime set to {q(default)}, but no runtime entry was found for it"
+            )
         raise ConfigError(f"validating runtime config: default_runtime set to {q(default)}, but no runtime entry table "
                           f"[crio.runtime.runtimes.{default}] was found")  # fmt: skip
     cgroup = conf.get("conmon_cgroup", "")
@@ -248,7 +273,9 @@ def validate(conf):
 def _validate_handler(name, handler, old):
     rtype = handler.get("runtime_type", "")
     if rtype not in (("", "oci", "vm") if old else ("", "oci", "vm", "pod")):  # C17 config.go:877-883
-        raise ConfigError(f"runtime config: runtime validation: invalid `runtime_type` {q(rtype)} for runtime {q(name)}")
+        raise ConfigError(
+            f"runtime config: runtime validation: invalid `runtime_type` {q(rtype)} for runtime {q(name)}"
+        )
     path = handler.get("runtime_path", "")
     if not path:  # C17 config.go:859-866: LookPath(<handler name>)
         if not _lookpath(name):

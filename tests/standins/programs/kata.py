@@ -4,10 +4,18 @@
 # (R3: src/runtime/cmd/kata-runtime): the configuration is found and loaded first, then the CPU
 # and module checks run on this machine, and as root /dev/kvm must create a VM.
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
 import fcntl
+import os
+import sys
+
+from common import ROOT, VERSION, bare, fail, last, p, parse_flags, read, which
 
 KVM_CREATE_VM = 0xAE01  # _IO(KVMIO=0xAE, 0x01)
-DEFAULT_PATHS = ("/etc/kata-containers/configuration.toml", "/opt/kata/share/defaults/kata-containers/configuration.toml")
+DEFAULT_PATHS = (
+    "/etc/kata-containers/configuration.toml",
+    "/opt/kata/share/defaults/kata-containers/configuration.toml",
+)
 
 
 def _toml(path):

@@ -6,8 +6,34 @@
 # checks for a CRI node on this machine, and then does what kubeadm does to the node that the
 # rest of first boot relies on (kubelet configuration and flags, kubeconfigs, the kubelet restart).
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import json
+import os
 import re
+import shutil
+import socket
 import subprocess
+import sys
+import time
+
+from common import (
+    CRIO_SOCKET,
+    LOG_DIR,
+    ROOT,
+    VERSION,
+    fail,
+    last,
+    load_yaml_docs,
+    minor,
+    note,
+    p,
+    parse_flags,
+    read,
+    systemctl,
+    vee,
+    which,
+    write,
+)
 
 LEAF = None
 ARG_LIST = [{"name": LEAF, "value": LEAF}]  # v1beta4 extraArgs / kubeletExtraArgs
@@ -173,8 +199,14 @@ def _port_free(port):
 def _kernel_config():
     """system-validators v1.0.4 kernel_validator.go:179-234: the kernel's config must be readable."""
     release = os.uname().release
-    paths = ["/proc/config.gz", f"/boot/config-{release}", f"/usr/src/linux-{release}/.config",
-             "/usr/src/linux/.config", f"/usr/lib/modules/{release}/config", f"/lib/modules/{release}/build/.config"]
+    paths = [
+        "/proc/config.gz",
+        f"/boot/config-{release}",
+        f"/usr/src/linux-{release}/.config",
+        "/usr/src/linux/.config",
+        f"/usr/lib/modules/{release}/config",
+        f"/lib/modules/{release}/build/.config",
+    ]
     return next((c for c in paths if os.path.exists(p(c))), None), paths
 
 
@@ -261,12 +293,13 @@ def preflight(verb, registration, cluster, endpoint):
         error("KubeletVersion", "couldn't get kubelet version: cannot execute 'kubelet --version'")
     else:
         out = subprocess.run([kubelet, "--version"], capture_output=True, text=True).stdout
-        m = re.match(r"^\s*Kubernetes v((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-0-9a-zA-Z_.+]*)?)\s*$",
-                      out)
+        m = re.match(r"^\s*Kubernetes v((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-0-9a-zA-Z_.+]*)?)\s*$", out)
         if not m:
             error("KubeletVersion", f"couldn't get kubelet version: Unable to parse output from Kubelet: {out!r}")
         elif int(m.group(3)) > minor() or int(m.group(3)) < minor() - (1 if old else 3):
-            error("KubeletVersion", f"kubelet {m.group(0).strip()} is not a supported version skew for kubeadm {VERSION}")
+            error(
+                "KubeletVersion", f"kubelet {m.group(0).strip()} is not a supported version skew for kubeadm {VERSION}"
+            )
     if not ROOT and systemctl("is-enabled", "--quiet", "kubelet") != 0:  # A17 checks.go:123-151: a warning only
         warnings.append(("Service-Kubelet", "kubelet service is not enabled, please run 'systemctl enable "
                                             "kubelet.service'"))  # fmt: skip
@@ -342,14 +375,16 @@ def kubelet_start(registration, docs, endpoint):
         kubelet_conf.setdefault("cgroupDriver", "systemd")
         kubelet_conf.setdefault("containerRuntimeEndpoint", endpoint)
     write(p("/var/lib/kubelet/config.yaml"), json.dumps(kubelet_conf, indent=2) + "\n")
-    print("[kubelet-start] Writing kubelet environment file with flags to file \"/var/lib/kubelet/kubeadm-flags.env\"")
+    print('[kubelet-start] Writing kubelet environment file with flags to file "/var/lib/kubelet/kubeadm-flags.env"')
     if ROOT:
         return
     systemctl("restart", "kubelet")
     time.sleep(8)
     if systemctl("is-active", "--quiet", "kubelet") != 0:
-        fail("[kubelet-check] The kubelet is not running: it exited soon after it was started (see `journalctl -u "
-             "kubelet`)\nerror execution phase wait-control-plane: couldn't initialize a Kubernetes cluster")
+        fail(
+            "[kubelet-check] The kubelet is not running: it exited soon after it was started (see `journalctl -u "
+            "kubelet`)\nerror execution phase wait-control-plane: couldn't initialize a Kubernetes cluster"
+        )
 
 
 def init(docs, endpoint):
@@ -359,11 +394,12 @@ def init(docs, endpoint):
     preflight("init", registration, cluster, endpoint)
     pull_images(images(cluster, cluster.get("kubernetesVersion", VERSION)), endpoint)
     ca = [os.path.exists(p(f"/etc/kubernetes/pki/ca.{x}")) for x in ("crt", "key")]
-    print("[certs] Using existing ca certificate authority" if all(ca) else "[certs] Generating \"ca\" certificate")
+    print("[certs] Using existing ca certificate authority" if all(ca) else '[certs] Generating "ca" certificate')
     note("kubeadm-certs.log", "existing-ca" if all(ca) else "generated-ca")
     api = init_doc.get("localAPIEndpoint", {})
-    server = cluster.get("controlPlaneEndpoint") or "{}:{}".format(api.get("advertiseAddress", "127.0.0.1"),
-                                                                   api.get("bindPort", 6443))
+    server = cluster.get("controlPlaneEndpoint") or "{}:{}".format(
+        api.get("advertiseAddress", "127.0.0.1"), api.get("bindPort", 6443)
+    )
     for name, user in (("admin", "kubernetes-admin"), ("kubelet", "system:node"), ("controller-manager", "cm"),
                        ("scheduler", "scheduler")):  # fmt: skip
         write(p(f"/etc/kubernetes/{name}.conf"), KUBECONFIG.format(endpoint=server, cluster=cluster.get(
@@ -387,15 +423,15 @@ def join(docs, endpoint):
     if not hashes and not token.get("unsafeSkipCAVerification"):
         fail("discovery.bootstrapToken: Invalid value: using token-based discovery without caCertHashes can be unsafe")
     if any(not re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes):
-        fail(f"invalid public key hash, expected \"format:value\": {hashes}")
+        fail(f'invalid public key hash, expected "format:value": {hashes}')
     host, _, port = token.get("apiServerEndpoint", "").rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except (OSError, ValueError) as exc:
         fail(f"[discovery] Failed to request cluster-info, will try again: Get https://{host}:{port}/...: {exc}")
     write(p("/etc/kubernetes/pki/ca.crt"), "# nodeimage stand-in: the cluster CA would be here\n")
-    write(p("/etc/kubernetes/kubelet.conf"), KUBECONFIG.format(endpoint=token["apiServerEndpoint"], cluster="kubernetes",
-                                                              user="system:node"), 0o600)  # fmt: skip
+    kubeconfig = KUBECONFIG.format(endpoint=token["apiServerEndpoint"], cluster="kubernetes", user="system:node")
+    write(p("/etc/kubernetes/kubelet.conf"), kubeconfig, 0o600)
     kubelet_start(registration, docs, endpoint)
     print("This node has joined the cluster")
 

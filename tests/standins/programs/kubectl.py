@@ -4,6 +4,12 @@
 # server's discovery; this stand-in knows the versions the pinned release serves, from
 # kubernetes/api at kubernetes-1.17.17 and v0.36.3). Applied manifests are kept for the tests.
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import os
+import sys
+
+from common import LOG_DIR, VERSION, fail, last, load_yaml_docs, minor, p, parse_flags, read, vee, write
+
 COMMANDS = {
     "apply", "label", "get", "wait", "version", "create", "delete", "taint", "annotate", "patch", "rollout",
     "describe", "cluster-info", "config", "drain", "cordon", "uncordon", "logs", "exec", "scale", "replace",
@@ -34,11 +40,11 @@ def _objects(doc):
 def check_kubeconfig(path):
     text = read(p(path))
     if text is None:
-        fail(f'error: stat {path}: no such file or directory')
+        fail(f"error: stat {path}: no such file or directory")
     try:
         conf = (load_yaml_docs(text) or [None])[0]
     except Exception as exc:  # noqa: BLE001
-        fail(f"error: error loading config file \"{path}\": {exc}")
+        fail(f'error: error loading config file "{path}": {exc}')
     if not isinstance(conf, dict) or conf.get("kind") != "Config" or not conf.get("clusters"):
         fail(f'error: error loading config file "{path}": not a kubeconfig (kind: Config with clusters)')
 
@@ -65,7 +71,7 @@ def main(args):
     src = last(flags, "filename")
     text = sys.stdin.read() if src == "-" else read(p(src or ""))
     if text is None:
-        fail(f"error: the path \"{src}\" does not exist")
+        fail(f'error: the path "{src}" does not exist')
     try:
         docs = load_yaml_docs(text)
     except Exception as exc:  # noqa: BLE001

@@ -3,47 +3,205 @@
 # release-1.17 (K17: cmd/kubelet/app, pkg/kubelet/cm; see tests/standins/README.md for the copies
 # read) and 1.36 (K36). It exits the way the kubelet exits (klog.Fatal: status 255).
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import json
+import os
+import sys
+import time
+
+from common import VERSION, cri_request, last, load_yaml_docs, minor, note, p, parse_flags, read, vee, wait_for_sigterm
+
 # K17 cmd/kubelet/app/options/options.go:335-563, pkg/kubelet/config/flags.go:82-105, globalflags*.go
 FLAGS_17 = set(
-    """config kubeconfig bootstrap-kubeconfig chaos-chance root-dir dynamic-config-dir hostname-override node-ip
-    provider-id cert-dir cloud-provider cloud-config register-with-taints experimental-mounter-path
-    container-runtime-endpoint image-service-endpoint node-labels volume-plugin-dir lock-file seccomp-profile-root
-    bootstrap-checkpoint-path node-status-max-images experimental-bootstrap-kubeconfig minimum-container-ttl-duration
-    maximum-dead-containers-per-container maximum-dead-containers master-service-namespace non-masquerade-cidr
-    container-runtime runtime-cgroups docker-endpoint image-pull-progress-deadline network-plugin cni-conf-dir
-    cni-bin-dir cni-cache-dir network-plugin-mtu pod-infra-container-image experimental-dockershim-root-directory
-    pod-manifest-path sync-frequency file-check-frequency http-check-frequency manifest-url manifest-url-header
-    address port read-only-port authentication-token-webhook-cache-ttl client-ca-file authorization-mode
-    authorization-webhook-cache-authorized-ttl authorization-webhook-cache-unauthorized-ttl tls-cert-file
-    tls-private-key-file tls-cipher-suites tls-min-version registry-qps registry-burst event-qps event-burst
-    healthz-port healthz-bind-address oom-score-adj cluster-domain cluster-dns streaming-connection-idle-timeout
-    node-status-update-frequency minimum-image-ttl-duration image-gc-high-threshold image-gc-low-threshold
-    volume-stats-agg-period feature-gates kubelet-cgroups system-cgroups cgroup-driver cgroup-root
-    cpu-manager-policy cpu-manager-reconcile-period qos-reserved topology-manager-policy runtime-request-timeout
-    hairpin-mode max-pods pod-cidr pod-max-pids resolv-conf cpu-cfs-quota-period iptables-masquerade-bit
-    iptables-drop-bit container-log-max-size container-log-max-files allowed-unsafe-sysctls max-open-files
-    kube-api-content-type kube-api-qps kube-api-burst eviction-hard eviction-soft eviction-soft-grace-period
-    eviction-pressure-transition-period eviction-max-pod-grace-period eviction-minimum-reclaim pods-per-core
-    reserved-cpus system-reserved kube-reserved enforce-node-allocatable system-reserved-cgroup kube-reserved-cgroup
-    log-dir log-file log-file-max-size stderrthreshold v vmodule log-backtrace-at docker-root housekeeping-interval
-    azure-container-registry-config log-flush-frequency""".split()
+    [
+        "config",
+        "kubeconfig",
+        "bootstrap-kubeconfig",
+        "chaos-chance",
+        "root-dir",
+        "dynamic-config-dir",
+        "hostname-override",
+        "node-ip",
+        "provider-id",
+        "cert-dir",
+        "cloud-provider",
+        "cloud-config",
+        "register-with-taints",
+        "experimental-mounter-path",
+        "container-runtime-endpoint",
+        "image-service-endpoint",
+        "node-labels",
+        "volume-plugin-dir",
+        "lock-file",
+        "seccomp-profile-root",
+        "bootstrap-checkpoint-path",
+        "node-status-max-images",
+        "experimental-bootstrap-kubeconfig",
+        "minimum-container-ttl-duration",
+        "maximum-dead-containers-per-container",
+        "maximum-dead-containers",
+        "master-service-namespace",
+        "non-masquerade-cidr",
+        "container-runtime",
+        "runtime-cgroups",
+        "docker-endpoint",
+        "image-pull-progress-deadline",
+        "network-plugin",
+        "cni-conf-dir",
+        "cni-bin-dir",
+        "cni-cache-dir",
+        "network-plugin-mtu",
+        "pod-infra-container-image",
+        "experimental-dockershim-root-directory",
+        "pod-manifest-path",
+        "sync-frequency",
+        "file-check-frequency",
+        "http-check-frequency",
+        "manifest-url",
+        "manifest-url-header",
+        "address",
+        "port",
+        "read-only-port",
+        "authentication-token-webhook-cache-ttl",
+        "client-ca-file",
+        "authorization-mode",
+        "authorization-webhook-cache-authorized-ttl",
+        "authorization-webhook-cache-unauthorized-ttl",
+        "tls-cert-file",
+        "tls-private-key-file",
+        "tls-cipher-suites",
+        "tls-min-version",
+        "registry-qps",
+        "registry-burst",
+        "event-qps",
+        "event-burst",
+        "healthz-port",
+        "healthz-bind-address",
+        "oom-score-adj",
+        "cluster-domain",
+        "cluster-dns",
+        "streaming-connection-idle-timeout",
+        "node-status-update-frequency",
+        "minimum-image-ttl-duration",
+        "image-gc-high-threshold",
+        "image-gc-low-threshold",
+        "volume-stats-agg-period",
+        "feature-gates",
+        "kubelet-cgroups",
+        "system-cgroups",
+        "cgroup-driver",
+        "cgroup-root",
+        "cpu-manager-policy",
+        "cpu-manager-reconcile-period",
+        "qos-reserved",
+        "topology-manager-policy",
+        "runtime-request-timeout",
+        "hairpin-mode",
+        "max-pods",
+        "pod-cidr",
+        "pod-max-pids",
+        "resolv-conf",
+        "cpu-cfs-quota-period",
+        "iptables-masquerade-bit",
+        "iptables-drop-bit",
+        "container-log-max-size",
+        "container-log-max-files",
+        "allowed-unsafe-sysctls",
+        "max-open-files",
+        "kube-api-content-type",
+        "kube-api-qps",
+        "kube-api-burst",
+        "eviction-hard",
+        "eviction-soft",
+        "eviction-soft-grace-period",
+        "eviction-pressure-transition-period",
+        "eviction-max-pod-grace-period",
+        "eviction-minimum-reclaim",
+        "pods-per-core",
+        "reserved-cpus",
+        "system-reserved",
+        "kube-reserved",
+        "enforce-node-allocatable",
+        "system-reserved-cgroup",
+        "kube-reserved-cgroup",
+        "log-dir",
+        "log-file",
+        "log-file-max-size",
+        "stderrthreshold",
+        "v",
+        "vmodule",
+        "log-backtrace-at",
+        "docker-root",
+        "housekeeping-interval",
+        "azure-container-registry-config",
+        "log-flush-frequency",
+    ]
 )
 BOOLS_17 = set(
-    """really-crash-for-testing runonce enable-server register-node experimental-kernel-memcg-notification
-    experimental-check-node-capabilities-before-mount experimental-allocatable-ignore-eviction
-    exit-on-lock-contention register-schedulable keep-terminated-pod-volumes enable-cadvisor-json-endpoints
-    redirect-container-streaming experimental-dockershim fail-swap-on anonymous-auth authentication-token-webhook
-    rotate-server-certificates rotate-certificates enable-debugging-handlers contention-profiling cgroups-per-qos
-    cpu-cfs-quota enable-controller-attach-detach make-iptables-util-chains serialize-image-pulls
-    protect-kernel-defaults logtostderr alsologtostderr add-dir-header skip-headers skip-log-headers help version
-    docker-only enable-load-reader log-cadvisor-usage storage-driver-secure""".split()
+    [
+        "really-crash-for-testing",
+        "runonce",
+        "enable-server",
+        "register-node",
+        "experimental-kernel-memcg-notification",
+        "experimental-check-node-capabilities-before-mount",
+        "experimental-allocatable-ignore-eviction",
+        "exit-on-lock-contention",
+        "register-schedulable",
+        "keep-terminated-pod-volumes",
+        "enable-cadvisor-json-endpoints",
+        "redirect-container-streaming",
+        "experimental-dockershim",
+        "fail-swap-on",
+        "anonymous-auth",
+        "authentication-token-webhook",
+        "rotate-server-certificates",
+        "rotate-certificates",
+        "enable-debugging-handlers",
+        "contention-profiling",
+        "cgroups-per-qos",
+        "cpu-cfs-quota",
+        "enable-controller-attach-detach",
+        "make-iptables-util-chains",
+        "serialize-image-pulls",
+        "protect-kernel-defaults",
+        "logtostderr",
+        "alsologtostderr",
+        "add-dir-header",
+        "skip-headers",
+        "skip-log-headers",
+        "help",
+        "version",
+        "docker-only",
+        "enable-load-reader",
+        "log-cadvisor-usage",
+        "storage-driver-secure",
+    ]
 )
 # K36 (v1.36): --container-runtime went in 1.27, --pod-infra-container-image in 1.35; the endpoint and the
 # cgroup driver belong in KubeletConfiguration. The flags nodeimage and kubeadm 1.36 pass:
 FLAGS_36 = set(
-    """config kubeconfig bootstrap-kubeconfig root-dir hostname-override node-ip provider-id cert-dir cloud-provider
-    register-with-taints container-runtime-endpoint image-service-endpoint node-labels lock-file v vmodule
-    log-flush-frequency feature-gates runtime-cgroups""".split()
+    [
+        "config",
+        "kubeconfig",
+        "bootstrap-kubeconfig",
+        "root-dir",
+        "hostname-override",
+        "node-ip",
+        "provider-id",
+        "cert-dir",
+        "cloud-provider",
+        "register-with-taints",
+        "container-runtime-endpoint",
+        "image-service-endpoint",
+        "node-labels",
+        "lock-file",
+        "v",
+        "vmodule",
+        "log-flush-frequency",
+        "feature-gates",
+        "runtime-cgroups",
+    ]
 )
 BOOLS_36 = {"help", "version", "exit-on-lock-contention", "register-node"}
 
@@ -68,13 +226,17 @@ def check_labels(value):
         key = pair.split("=", 1)[0]
         prefix = key.split("/", 1)[0] if "/" in key else ""
         namespaced = any(prefix == d or prefix.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
-        kubelet_ns = any(prefix == d or prefix.endswith("." + d) for d in ("kubelet.kubernetes.io", "node.kubernetes.io"))
+        kubelet_ns = any(
+            prefix == d or prefix.endswith("." + d) for d in ("kubelet.kubernetes.io", "node.kubernetes.io")
+        )
         if namespaced and not kubelet_ns and key not in ALLOWED_LABELS:
             bad.append(key)
     if bad:
-        fatal(f"unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: {sorted(bad)}\n--node-labels "
-              "in the 'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, "
-              f"node.kubernetes.io) or be in the specifically allowed set ({', '.join(sorted(ALLOWED_LABELS))})")
+        fatal(
+            f"unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: {sorted(bad)}\n--node-labels "
+            "in the 'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, "
+            f"node.kubernetes.io) or be in the specifically allowed set ({', '.join(sorted(ALLOWED_LABELS))})"
+        )
 
 
 def load_kubelet_config(path):
@@ -89,9 +251,11 @@ def load_kubelet_config(path):
         doc = load_yaml_docs(text)[0]
     except Exception as exc:  # noqa: BLE001 - any parse error is the kubelet's "failed to decode"
         fatal(errfmt.format(path, f"failed to decode: {exc}"))
-    if not isinstance(doc, dict) or doc.get("kind") != "KubeletConfiguration" or doc.get(
-        "apiVersion"
-    ) != "kubelet.config.k8s.io/v1beta1":
+    if (
+        not isinstance(doc, dict)
+        or doc.get("kind") != "KubeletConfiguration"
+        or doc.get("apiVersion") != "kubelet.config.k8s.io/v1beta1"
+    ):
         fatal(errfmt.format(path, "failed to decode: no kind/apiVersion KubeletConfiguration/"
                                   "kubelet.config.k8s.io/v1beta1 in it"))  # fmt: skip
     return doc
@@ -125,13 +289,17 @@ def main(args):
     conf = load_kubelet_config(last(flags, "config")) if last(flags, "config") else {}
     fail_swap = str(last(flags, "fail-swap-on", conf.get("failSwapOn", True))).lower() != "false"
     if fail_swap and swap_on():  # K17 pkg/kubelet/cm/container_manager_linux.go:206-219
-        fatal("failed to run Kubelet: running with swap on is not supported, please disable swap! or set --fail-swap-on "
-              f"flag to false. /proc/swaps contained: {swap_on()}")  # fmt: skip
+        fatal(
+            "failed to run Kubelet: running with swap on is not supported, please disable swap! or set "
+            f"--fail-swap-on flag to false. /proc/swaps contained: {swap_on()}"
+        )
     if not old and not cgroup_v2() and conf.get("failCgroupV1", True):  # K36: failCgroupV1 defaults to true (1.35)
         fatal("failed to run Kubelet: kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is "
               "unsupported and will be removed in a future release")  # fmt: skip
-    endpoint = last(flags, "container-runtime-endpoint") or conf.get("containerRuntimeEndpoint") or (
-        "unix:///var/run/dockershim.sock" if old else "unix:///run/containerd/containerd.sock"
+    endpoint = (
+        last(flags, "container-runtime-endpoint")
+        or conf.get("containerRuntimeEndpoint")
+        or ("unix:///var/run/dockershim.sock" if old else "unix:///run/containerd/containerd.sock")
     )
     # The runtime must answer before the container manager starts (K17 pkg/kubelet/kubelet.go:1362-1382, 2165-2200).
     deadline = time.time() + 60

@@ -4,6 +4,13 @@
 # (containernetworking/plugins: CNI_COMMAND=VERSION answers the supported versions; without it
 # the "about" line "CNI <name> plugin <version>"), and tools under /opt/kata.
 
+# The program is common.py followed by this file, without the import from common (make_standins.py).
+import json
+import os
+import sys
+
+from common import TOOL, VERSION, bare, minor, vee
+
 KIND = "@KIND@"
 
 
