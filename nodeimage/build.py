@@ -213,7 +213,7 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
         run_chroot_layers(tree, stage, ["node"])
         generalise.apply(tree, generalise.rules_for(config.distro.generalise_remove, config.distro.generalise_truncate))
         if config.run_suite:
-            run_tree_suite(tree, profile=config.profile.name, extra_args=config.suite_args)
+            run_tree_suite(tree, profile=config.profile.name, extra_args=config.suite_args, lock_path=config.lock.path)
     if vm_disk.parent == work / "packer-out":
         vm_disk.unlink()
     written = {"qcow2": image}
@@ -237,6 +237,7 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
                 extra_args=config.suite_args,
                 cpus=config.profile.vm.cpus,
                 memory_mib=config.profile.vm.memory_mib,
+                lock_path=config.lock.path,
             )
 
 

@@ -171,8 +171,11 @@ def bake(tree: Path, images: Sequence[ImageEntry], staged: dict[str, Path], *, e
         env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(storage_conf(tree, Path(runroot)))}
         for entry in images:
             dest = f"containers-storage:[{DRIVER}@{store}+{runroot}]{entry.ref}"
-            run([_skopeo(), "copy", "--quiet", "--preserve-digests", f"oci:{staged[entry.ref]}:{split(entry.ref)[2]}",
-                 dest], env=env, capture=True, timeout=1800)  # fmt: skip
+            # In a mount namespace of its own: containers/storage's overlay driver bind-mounts its directory
+            # onto itself and leaves that mount when the copy ends; here it ends with the namespace.
+            run([which("unshare", "util-linux"), "--mount", "--propagation", "private", _skopeo(), "copy", "--quiet",
+                 "--preserve-digests", f"oci:{staged[entry.ref]}:{split(entry.ref)[2]}", dest],
+                env=env, capture=True, timeout=1800)  # fmt: skip
         normalise_store(store, epoch=epoch)
         for image in list_store(store):
             info(f"baked {', '.join(image['names'])} {image['digest']}")

@@ -72,6 +72,7 @@ def run_image_suite(
     extra_args: Sequence[str] = (),
     cpus: int = 2,
     memory_mib: int = 2048,
+    lock_path: Path | None = None,
 ) -> None:
     """Boot ``image`` (on an overlay) and run the acceptance suite against it; die if it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -97,10 +98,12 @@ def run_image_suite(
             "--sudo",
             "--booted",
         ]
-        _run_pytest(hosts, profile=profile, extra_args=extra_args, what=f"{image} (booted)")
+        _run_pytest(hosts, profile=profile, extra_args=extra_args, what=f"{image} (booted)", lock_path=lock_path)
 
 
-def run_tree_suite(tree: Path, *, profile: str, extra_args: Sequence[str] = ()) -> None:
+def run_tree_suite(
+    tree: Path, *, profile: str, extra_args: Sequence[str] = (), lock_path: Path | None = None
+) -> None:
     """Run the suite against an image's un-booted file tree (testinfra's chroot backend).
 
     This is where generalisation is checked: a boot regenerates machine-id
@@ -123,12 +126,15 @@ def run_tree_suite(tree: Path, *, profile: str, extra_args: Sequence[str] = ()) 
                 profile=profile,
                 extra_args=extra_args,
                 what=f"{tree} (un-booted)",
+                lock_path=lock_path,
             )
         finally:
             run(["umount", merged], capture=True)
 
 
-def _run_pytest(hosts: Sequence[str], *, profile: str, extra_args: Sequence[str], what: str) -> None:
+def _run_pytest(
+    hosts: Sequence[str], *, profile: str, extra_args: Sequence[str], what: str, lock_path: Path | None = None
+) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -138,6 +144,7 @@ def _run_pytest(hosts: Sequence[str], *, profile: str, extra_args: Sequence[str]
         "no:cacheprovider",
         *hosts,
         f"--nodeimage-profile={profile}",
+        *([f"--nodeimage-lock={Path(lock_path).resolve()}"] if lock_path else []),
         "-q",
         "-rs",
         *extra_args,

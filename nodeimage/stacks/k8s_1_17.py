@@ -52,7 +52,9 @@ root = "/var/lib/containers/storage"
 runroot = "/var/run/containers/storage"
 storage_driver = "overlay"
 log_dir = "/var/log/crio/pods"
-version_file = "/var/run/crio/version"
+# Persistent, not on /run's tmpfs: crio-wipe.service removes the images of CRI-O's containers whenever the
+# version file is missing (cmd/crio/wipe.go), so after every reboot a node would need a registry again.
+version_file = "/var/lib/crio/version"
 
 [crio.api]
 listen = "{socket}"

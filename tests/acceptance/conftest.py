@@ -36,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--nodeimage-profile", default="k8s-1.17", help="profile the image was built from (profiles/<name>.yaml)"
     )
     group.addoption("--standins", action="store_true", help="the image was built from tests/standins, not upstream")
+    group.addoption(
+        "--nodeimage-lock", default=str(REPO / "artifacts.lock.yaml"), help="the lock file the image was built from"
+    )
     group.addoption("--booted", action="store_true", help="the image is running (ssh), not an un-booted tree (chroot)")
 
 
@@ -101,6 +104,8 @@ class Expected:
     cni: str
     cni_image_repository: str | None
     components: dict[str, str]  # lock artifact name -> pinned version
+    images: tuple[tuple[str, str | None], ...] = ()  # (ref, digest pinned in the lock or None) to be baked
+    cni_images: tuple[str, ...] = ()  # those of them the CNI's pods run
 
     def version(self, component: str) -> str:
         return self.components[component]
@@ -118,21 +123,45 @@ class Expected:
         return self.kubernetes_minor < 19
 
 
-def load_expected(profile_name: str, root: Path = REPO) -> Expected:
+def expected_images(profile_name: str, lock_path: Path) -> tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]:
+    """The images this checkout's build configuration bakes for the profile, with the lock's digests, and the
+    CNI's among them."""
+    from nodeimage import cni, stacks
+    from nodeimage.config import platform_of, required_images
+    from nodeimage.lock import load_lock
+    from nodeimage.profiles import load_profile
+    from nodeimage.stacks import Settings
+
+    prof = load_profile(profile_name)
+    lock = load_lock(lock_path)
+    entries = lock.select(dict(prof.components), prof.arch)
+    settings = Settings(prof.kubernetes.version, prof.kubernetes.image_repository, prof.arch,
+                        {e.name: e.version for e in entries})  # fmt: skip
+    unit = cni.get(prof.cni.name)
+    refs = required_images(prof, stacks.get(prof.stack), unit, settings)
+    known = {(i.ref, i.platform): i.digest for i in lock.images}
+    cni_refs = unit.expected_images(settings.versions[unit.artifact], prof.cni.image_repository)
+    return tuple((r, known.get((r, platform_of(prof.arch)))) for r in refs), tuple(cni_refs)
+
+
+def load_expected(profile_name: str, root: Path = REPO, lock_path: Path | None = None) -> Expected:
     """Read the profile and check that the lock pins the versions the profile names."""
+    lock_path = lock_path or root / "artifacts.lock.yaml"
     path = root / "profiles" / f"{profile_name}.yaml"
     if not path.is_file():
         names = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
         raise pytest.UsageError(f"--nodeimage-profile={profile_name}: no {path}; profiles: {', '.join(names)}")
     profile: dict[str, Any] = yaml.safe_load(path.read_text())
-    lock: dict[str, Any] = yaml.safe_load((root / "artifacts.lock.yaml").read_text())
+    lock: dict[str, Any] = yaml.safe_load(lock_path.read_text())
     components = {name: str(v) for name, v in profile["components"].items()}
     for name, version in components.items():
-        pinned = str(lock["artifacts"].get(name, {}).get("version"))
-        if pinned != version:
+        art = lock["artifacts"].get(name, {})
+        pinned = [str(a.get("version")) for a in (art if isinstance(art, list) else [art])]
+        if version not in pinned:
             raise pytest.UsageError(f"profile {profile_name} wants {name} {version} but the lock pins {pinned}")
     base = profile["base"]
     cni = profile.get("cni", {})
+    images, cni_images = expected_images(profile_name, lock_path)
     return Expected(
         profile=profile["name"],
         stack=str(profile["stack"]),
@@ -143,12 +172,15 @@ def load_expected(profile_name: str, root: Path = REPO) -> Expected:
         cni=str(cni.get("name")),
         cni_image_repository=cni.get("image_repository"),
         components=components,
+        images=images,
+        cni_images=cni_images,
     )
 
 
 @pytest.fixture(scope="session")
 def expected(pytestconfig: pytest.Config) -> Expected:
-    return load_expected(pytestconfig.getoption("nodeimage_profile"))
+    lock = Path(pytestconfig.getoption("nodeimage_lock"))
+    return load_expected(pytestconfig.getoption("nodeimage_profile"), lock_path=lock)
 
 
 @pytest.fixture(scope="session")

@@ -167,6 +167,33 @@ def test_kata_label_decided_by_the_check(host: Any, params: dict, standins: bool
             assert (node["metadata"]["labels"].get(KATA_LABEL) == "true") == capable
 
 
+# --- air gap: every image was there, none was pulled -------------------------------------------------
+
+
+def test_first_boot_pulled_no_image(host: Any, params: dict, standins: bool, expected: Any) -> None:
+    """kubeadm's images were in CRI-O's store when its preflight looked (kubeadm 1.17 checks.go ImagePull:
+    `crictl inspecti`, then `crictl pull` only for a missing one), and CRI-O pulled nothing."""
+    if standins:
+        pulls = host.file(f"{STANDIN_LOGS}/crio-pulls.log")
+        assert not pulls.exists or pulls.content_string.strip() == "", f"CRI-O pulled: {pulls.content_string}"
+        if params["role"] == "control-plane":
+            seen = host.file(f"{STANDIN_LOGS}/kubeadm-images.log").content_string.split("\n")
+            lines = [line.split(" ", 1) for line in seen if line]
+            assert lines and all(state == "present" for state, _ in lines), lines
+            assert {ref for _, ref in lines} <= {ref for ref, _ in expected.images}
+    else:
+        journal = host.run("journalctl -u crio --no-pager -o cat")
+        assert journal.rc == 0 and "Pulling image" not in journal.stdout
+
+
+def test_cni_images_present(host: Any, params: dict, expected: Any) -> None:
+    """The CNI's pods start on every node without a pull: their images answer `crictl inspecti`."""
+    assert expected.cni_images
+    for ref in expected.cni_images:
+        out = host.run("crictl inspecti %s", ref)
+        assert out.rc == 0, f"{ref} is not in CRI-O's store: {out.stderr}"
+
+
 # --- control plane: admin kubeconfig, Weave, RuntimeClass ---------------------------------------
 
 

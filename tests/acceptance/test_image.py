@@ -117,6 +117,9 @@ def _dig(conf: dict[str, Any], dotted: str) -> Any:
 
 CRIO_SETTINGS = [
     ("crio|runtime|cgroup_manager", "systemd"),
+    # persistent: crio-wipe removes the images of CRI-O's containers when the version file is gone (a reboot
+    # with it on /run), which an air-gapped node cannot pull again
+    ("crio|version_file", "/var/lib/crio/version"),
     ("crio|runtime|conmon", "/usr/local/bin/conmon"),
     ("crio|runtime|conmon_cgroup", "pod"),
     ("crio|runtime|default_runtime", "runc"),
@@ -368,6 +371,24 @@ def test_cni_manifest_baked(host: Any, expected: Expected):
         assert [c["name"] for c in pod.get("initContainers", [])] == ["weave-init"]
         version = expected.bare("weave-manifest")
         assert {i.rsplit("/", 1)[-1] for i in images} == {f"weave-kube:{version}", f"weave-npc:{version}"}
+
+
+STORE_IMAGES = "/var/lib/containers/storage/overlay-images/images.json"
+
+
+def test_container_images_baked(host: Any, expected: Expected, booted: bool):
+    """Every image the node runs at first boot is in CRI-O's containers-storage at the digest the lock pins
+    (read from the store's own record, as CRI-O and skopeo read it); an un-booted image has exactly those."""
+    store = host.file(STORE_IMAGES)
+    assert store.exists, f"{STORE_IMAGES} is missing: no container image is baked"
+    baked = {(n, i.get("digest")) for i in json.loads(store.content_string) for n in i.get("names", [])}
+    names = {n for n, _ in baked}
+    for ref, digest in expected.images:
+        assert ref in names, f"{ref} is not baked"
+        if digest:
+            assert (ref, digest) in baked, f"{ref} is baked at another digest than the lock's {digest}"
+    if not booted:
+        assert names == {ref for ref, _ in expected.images}, names ^ {ref for ref, _ in expected.images}
 
 
 def test_stack_description_baked(host: Any, expected: Expected):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins.make_standins import make_standins
+from tests.standins.make_standins import images_dir, make_standins
+from tests.standins.registry import push_images, running_registry
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = "k8s-1.17-debian12"
@@ -30,6 +31,8 @@ E2E_ROOT = REPO / "build" / "e2e"
 class StandIns:
     lock: Path
     mirror: Path
+    images: Path  # OCI layouts of the stand-in container images, <dir>/<registry>/<path>
+    registry: str  # http://127.0.0.1:PORT: a real registry serving them, as a registry mirror
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class E2EBuild:
             PROFILE,
             f"--lock-file={self.standins.lock}",
             f"--mirror={self.standins.mirror}",
+            f"--registry-mirror={self.standins.registry}",
             f"--out={self.out_root}",
             "--formats=qcow2,ova",
             "--suite-args=--standins",
@@ -84,9 +88,12 @@ def invoke(
 
 
 @pytest.fixture(scope="session")
-def standins(tmp_path_factory: pytest.TempPathFactory) -> StandIns:
+def standins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIns]:
+    """Stand-in artifacts in a mirror directory, and stand-in images in a real registry on the loopback."""
     lock, mirror = make_standins(REPO / "artifacts.lock.yaml", tmp_path_factory.mktemp("standins"))
-    return StandIns(lock=lock, mirror=mirror)
+    with running_registry(tmp_path_factory.mktemp("registry")) as url:
+        push_images(images_dir(lock), url)
+        yield StandIns(lock=lock, mirror=mirror, images=images_dir(lock), registry=url)
 
 
 @pytest.fixture(scope="session")

@@ -131,6 +131,7 @@ def test_interrupted_build_leaves_no_output(e2e_build: E2EBuild, e2e_env: dict[s
         PROFILE,
         f"--lock-file={e2e_build.standins.lock}",
         f"--mirror={e2e_build.standins.mirror}",
+        f"--registry-mirror={e2e_build.standins.registry}",
         f"--out={out}",
         "--force",
     ]

@@ -1,13 +1,14 @@
 """End to end: a control plane and a worker boot from the e2e image with their seeds and bootstrap.
 
 The image is the e2e build (Debian 12 base, stand-in upstream binaries), so
-kubeadm and kubectl are stand-ins that record what they were asked: this
-proves seeds, cloud-init, the bootstrap program and the private network, not
-Kubernetes. The stand-in `kubeadm init` starts no API server, so the test
-stands in for one with a TCP listener on the control plane's port 6443; the
-worker's bounded wait for the API server then has to reach it across the
-private network. The same first-boot acceptance layer users run on real nodes
-then runs on both VMs.
+kubeadm and kubectl are stand-ins that check what the real ones check and
+record what they were asked: this proves seeds, cloud-init, the bootstrap
+program, the baked images and the private network, not Kubernetes. The nodes
+have no route out (qemu user networking with restrict=on): every image
+kubeadm and the CNI use must already be in the image. The stand-in kubelet
+serves the API server's port once kubeadm wrote its static pod, so the
+worker's join has to reach the control plane across the private network. The
+same first-boot acceptance layer users run on real nodes then runs on both VMs.
 """
 
 from __future__ import annotations
@@ -23,20 +24,11 @@ import pytest
 from nodeimage import cluster, vm
 from nodeimage.profiles import load_profile
 from nodeimage.seed import ADMIN_USER
+from tests.e2e.conftest import E2EBuild
 
 REPO = Path(__file__).resolve().parents[2]
 TwoNodes = tuple[cluster.ClusterState, Path]  # the running cluster and its state directory
 PROFILE = "k8s-1.17-debian12"
-# Listens on 6443 and accepts (and closes) connections: all the worker's wait-api step needs.
-STANDIN_APISERVER = (
-    "import socket\n"
-    "s = socket.socket()\n"
-    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 6443))\n"
-    "s.listen(16)\n"
-    "while True:\n"
-    "    s.accept()[0].close()\n"
-)
 REACH = (
     "import socket, sys\nsocket.create_connection((sys.argv[1], 22), timeout=10).close()\nprint('tcp/22 reachable')\n"
 )
@@ -56,17 +48,13 @@ def two_nodes(e2e_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         state_dir=state_dir,
         cpus=2,
         memory_mib=1536,
+        outbound=False,
+        image_repository=prof.kubernetes.image_repository,
     )
     try:
         cp, worker = state.nodes
         for node in state.nodes:
             vm.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
-        vm.ssh_run(
-            cp.vm,
-            ADMIN_USER,
-            state.ssh_key,
-            ["sudo", "systemd-run", "--unit=nodeimage-standin-apiserver", "python3", "-c", STANDIN_APISERVER],
-        )
         cluster.wait_bootstrap(state, cp, timeout=1200)
         cluster.wait_bootstrap(state, worker, timeout=1200)
         cluster.copy_kubeconfig(state, cp)
@@ -96,7 +84,7 @@ def test_nodes_reach_each_other_on_the_private_network(two_nodes: TwoNodes) -> N
 
 
 @pytest.mark.e2e
-def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, tmp_path: Path) -> None:
+def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, e2e_build: E2EBuild, tmp_path: Path) -> None:
     state, state_dir = two_nodes
     report = tmp_path / "firstboot.xml"
     cmd, env = cluster.acceptance_command(
@@ -106,7 +94,8 @@ def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, tmp_path: Pa
         standins=True,
         python=sys.executable,
         paths=[REPO / "tests" / "acceptance" / "test_firstboot.py"],
-        extra=[f"--junitxml={report}", "-p", "no:cacheprovider", f"--nodeimage-profile={PROFILE}"],
+        extra=[f"--junitxml={report}", "-p", "no:cacheprovider", f"--nodeimage-profile={PROFILE}",
+               f"--nodeimage-lock={e2e_build.standins.lock}"],  # fmt: skip
     )
     env.pop("NODEIMAGE_KUBECONFIG", None)  # stand-ins: no API server to ask
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -571,26 +571,32 @@ def test_unreachable_mirror_says_mirror() -> None:
 PROFILE = """\
 name: tiny
 arch: amd64
+stack: k8s-1.17
 base: {{source: cloud-image, artifact: cloudimg, distro: ubuntu, release: "20.04"}}
 kubernetes: {{version: v1.17.17, pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12}}
-components: {{tool: "{version}"}}
+cni: {{name: weave}}
+components: {{{components}}}
 vm: {{cpus: 1, memory_mib: 1024, disk_gib: 4}}
 """
+CLASSIC = ("kubernetes-node", "cri-o", "conmon", "kata-static", "cni-plugins", "crictl", "weave-manifest")
 
 
 def test_fetch_profile_takes_components_and_base_image(server: ServerState, tmp_path: Path) -> None:
-    tool_amd64 = entry("tool")
-    tool_arm64 = entry("tool", data=OTHER, arch="arm64", url=f"https://{HOST}/arm64/tool.tar.gz")
+    """The profile's components at the versions it names, for its arch, and its base image: nothing else."""
+    parts = [entry(name) for name in CLASSIC]
+    other_arch = entry("crictl", data=OTHER, arch="arm64", url=f"https://{HOST}/arm64/crictl.tar.gz")
     image = entry("cloudimg", data=OTHER, url=f"https://{HOST}/img/disk.img")
     unused = entry("unused", url=f"https://{HOST}/unused.tgz")
-    path = lock_file(tmp_path, tool_amd64, tool_arm64, image, unused)
-    server.publish(tool_amd64.url, PAYLOAD)
+    path = lock_file(tmp_path, *parts, other_arch, image, unused)
+    for part in parts:
+        server.publish(part.url, PAYLOAD)
     server.publish(image.url, OTHER)
     profile = tmp_path / "tiny.yaml"
-    profile.write_text(PROFILE.format(version="1.0"))
+    profile.write_text(PROFILE.format(components=", ".join(f'{n}: "1.0"' for n in CLASSIC)))
     result = fetch_profile(str(profile), lock_path=path, mirror=server.mirror)
-    assert sorted(result) == ["cloudimg", "tool"] and result["tool"].read_bytes() == PAYLOAD
+    assert sorted(result) == sorted([*CLASSIC, "cloudimg"]) and result["crictl"].read_bytes() == PAYLOAD
 
-    profile.write_text(PROFILE.format(version="2.0"))
-    with pytest.raises(NodeimageError, match="tool is locked at version '1.0' but '2.0' is expected"):
+    versions = {n: "2.0" if n == "crictl" else "1.0" for n in CLASSIC}
+    profile.write_text(PROFILE.format(components=", ".join(f'{n}: "{v}"' for n, v in versions.items())))
+    with pytest.raises(NodeimageError, match="crictl is locked at version '1.0' but '2.0' is expected"):
         fetch_profile(str(profile), lock_path=path, mirror=server.mirror)

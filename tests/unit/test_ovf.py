@@ -75,7 +75,7 @@ def test_product_section_names_profile_and_components() -> None:
 
 
 def test_debian_guest() -> None:
-    os_section = ET.fromstring(_ovf(guest_os="debian64")).find(".//ovf:OperatingSystemSection", NS)
+    os_section = ET.fromstring(_ovf(guest_os="debian")).find(".//ovf:OperatingSystemSection", NS)
     assert os_section is not None and os_section.get(f"{{{OVF_NS}}}id") == "96"
 
 

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_default_profile_pins_the_classic_stack() -> None:
     p = load_profile()
     assert p.name == "k8s-1.17"
-    assert (p.base.distro, p.base.release, p.base.source) == ("ubuntu", "20.04", "cloud-image")
+    assert (p.base.distro, p.base.release, p.base.source) == ("ubuntu", "focal", "cloud-image")
+    assert p.stack == "k8s-1.17" and p.cni.name == "weave"
+    assert p.kubernetes.image_repository == "registry.k8s.io"
     assert p.kubernetes.version == "v1.17.17"
     assert p.kubernetes.pod_cidr == "10.244.0.0/16"
     assert p.components["kata-static"] == "1.12.1"
@@ -68,12 +70,23 @@ def test_bad_values_name_file_key_and_value(tmp_path: Path, mutate, expected: st
     assert expected in err.value.message
 
 
-def test_artifact_missing_from_lock_is_named(tmp_path: Path) -> None:
+def test_component_the_stack_does_not_use_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, lambda d: d["components"].update({"containerd": "v1.6.0"}))
-    p = load_profile(str(path))
+    with pytest.raises(NodeimageError, match="not used by stack k8s-1.17 and CNI weave: containerd"):
+        load_profile(str(path))
+
+
+def test_component_the_stack_needs_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["components"].pop("crictl"))
+    with pytest.raises(NodeimageError, match="components do not match the stack: missing crictl"):
+        load_profile(str(path))
+
+
+def test_artifact_missing_from_lock_is_named(tmp_path: Path) -> None:
+    p = load_profile("k8s-1.17")
     lock = load_lock(REPO / "artifacts.lock.yaml")
-    with pytest.raises(NodeimageError, match="containerd"):
-        lock.select(dict(p.components), p.arch)
+    with pytest.raises(NodeimageError, match="no artifact named 'containerd'"):
+        lock.select({**p.components, "containerd": "v1.6.0"}, p.arch)
 
 
 def test_version_disagreeing_with_lock_is_named(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -149,7 +150,11 @@ def test_write_sbom_reads_the_image_through_read_file(tmp_path: Path) -> None:
         return files[path]
 
     out = tmp_path / "node.spdx.json"
-    write_sbom(image, ENTRIES, out, profile="k8s-1.17", epoch=0, read_file=fake_read)
+    config = SimpleNamespace(
+        distro=SimpleNamespace(package_db="/var/lib/dpkg/status", name="debian"),
+        entries=ENTRIES, images=(), profile=SimpleNamespace(name="k8s-1.17"), epoch=0,
+    )  # fmt: skip
+    write_sbom(image, config, out, read_file=fake_read)  # type: ignore[arg-type]
     doc = json.loads(out.read_text())
     assert sorted(asked) == sorted(files)
     assert len(doc["packages"]) == 7

@@ -157,11 +157,22 @@ def edit(path: Path, old: str, new: str) -> None:
 # --- crio (cri-o v1.17.2 pkg/config/config.go) ------------------------------------------------------------------
 
 
-def test_crio_starts_with_the_image_configuration(node: Node) -> None:
-    node.start_crio()
+def test_crio_starts_with_the_image_configuration(node: Node, tmp_path: Path) -> None:
+    """It notifies systemd (Type=notify) once its socket listens, serves, and stops on SIGTERM removing it."""
+    notify_path = tmp_path / "notify"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(20)
+    env = node.env(NOTIFY_SOCKET=str(notify_path))
+    node.daemon = subprocess.Popen([sys.executable, str(node.bin / "crio")], env=env)
+    assert notify.recv(64) == b"READY=1"
+    notify.close()
     info = json.loads(node.run("crictl", "info").stdout)
     assert info["config"]["cgroup_manager"] == "systemd"
     assert info["config"]["runtimes"] == ["kata-runtime", "runc"]
+    node.daemon.send_signal(signal.SIGTERM)
+    assert node.daemon.wait(timeout=10) == 0
+    assert not node.path("/var/run/crio/crio.sock").exists()
 
 
 CRIO_BREAKS = [
@@ -354,6 +365,8 @@ def test_kubeadm_init_preflight_passes_on_the_image_and_fails_at_the_first_pull(
     pull = "[ERROR ImagePull]: failed to pull image registry.k8s.io/kube-apiserver:v1.17.17"
     assert proc.returncode == 1 and pull in proc.stderr, proc.stderr
     assert "Some fatal errors occurred" in proc.stderr and "[ERROR Swap]" not in proc.stderr
+    recorded = node.path("/var/log/nodeimage-standins/kubeadm-init-config.yaml").read_text()
+    assert recorded == node.path("/etc/nodeimage/kubeadm/kubeadm.yaml").read_text()
 
 
 PREFLIGHT_BREAKS = [

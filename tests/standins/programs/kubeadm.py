@@ -369,7 +369,8 @@ def kubelet_start(registration, docs, endpoint):
     pairs = extra.items() if isinstance(extra, dict) else [(a["name"], a["value"]) for a in extra]
     flags += [f"--{k}={v}" for k, v in pairs]
     write(p("/var/lib/kubelet/kubeadm-flags.env"), f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n')
-    kubelet_conf = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"}
+    kubelet_conf = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                    "staticPodPath": "/etc/kubernetes/manifests"}  # fmt: skip
     kubelet_conf.update({k: v for k, v in docs.get("KubeletConfiguration", {}).items() if k not in kubelet_conf})
     if minor() >= 22:
         kubelet_conf.setdefault("cgroupDriver", "systemd")
@@ -404,8 +405,12 @@ def init(docs, endpoint):
                        ("scheduler", "scheduler")):  # fmt: skip
         write(p(f"/etc/kubernetes/{name}.conf"), KUBECONFIG.format(endpoint=server, cluster=cluster.get(
             "clusterName", "kubernetes"), user=user), 0o600)  # fmt: skip
+    port = api.get("bindPort", 6443)
     for manifest in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
-        write(p(f"/etc/kubernetes/manifests/{manifest}.yaml"), "# nodeimage stand-in: not a static pod\n", 0o600)
+        # not a pod: the stand-in kubelet only reads the API server's port from it (and serves it)
+        flags = f"    - --secure-port={port}\n" if manifest == "kube-apiserver" else ""
+        text = f"# nodeimage stand-in: not a static pod\n{flags}"
+        write(p(f"/etc/kubernetes/manifests/{manifest}.yaml"), text, 0o600)
     kubelet_start(registration, docs, endpoint)
     token = (init_doc.get("bootstrapTokens") or [{}])[0].get("token", "abcdef.0123456789abcdef")
     print("Your Kubernetes control-plane has initialized successfully!")

@@ -6,6 +6,7 @@
 # The program is common.py followed by this file, without the import from common (make_standins.py).
 import json
 import os
+import socket
 import sys
 import time
 
@@ -319,5 +320,31 @@ def main(args):
               "[cpu cpuacct cpuset memory]")  # fmt: skip
     note("kubelet-started.log", json.dumps({"endpoint": endpoint, "cgroupDriver": last(
         flags, "cgroup-driver", conf.get("cgroupDriver", "cgroupfs")), "args": args}))  # fmt: skip
+    run_static_pods(conf.get("staticPodPath") or last(flags, "pod-manifest-path"))
     wait_for_sigterm()
     return 0
+
+
+def run_static_pods(manifests):
+    """The kubelet runs the static pods kubeadm wrote; of the API server's this stand-in keeps only what a
+    joining node sees of it: its port accepts connections (the manifest's --secure-port, 6443 by default)."""
+    import re
+    import threading
+
+    path = os.path.join(p(manifests or "/etc/kubernetes/manifests"), "kube-apiserver.yaml")
+
+    def serve():
+        while (text := read(path)) is None:  # the kubelet watches its manifest directory
+            time.sleep(1)
+        match = re.search(r"--secure-port=(\d+)", text)
+        port = int(match.group(1)) if match else 6443
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", port))
+        server.listen(64)
+        note("kubelet-static-pods.log", f"kube-apiserver listening on :{port}")
+        while True:
+            conn, _ = server.accept()
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
