@@ -3,7 +3,8 @@
 The stack and node layers install files only (no daemon runs, nothing is
 downloaded), so they need no VM: each step runs as root in a chroot of the
 tree, inside a private mount namespace (``unshare --mount``) that holds
-``/proc``, ``/dev`` and the stage directory bound at ``/var/tmp/nodeimage``.
+``/proc``, ``/dev`` and the stage directory bound read-only at ``/var/tmp/nodeimage``
+(its artifacts are hard links into the download cache: a step cannot change them).
 When the step ends the namespace ends with it, so no mount can be left
 behind in the tree, whatever happens to this process.
 """
@@ -29,6 +30,7 @@ mount --rbind /dev "$tree/dev"
 mount --make-rslave "$tree/dev"
 mkdir -p "$tree/var/tmp/nodeimage"
 mount --bind "$stage" "$tree/var/tmp/nodeimage"
+mount -o remount,bind,ro "$tree/var/tmp/nodeimage"
 exec chroot "$tree" "$@"
 """
 

@@ -15,6 +15,11 @@
 readonly NODEIMAGE_LIB_SOURCED=1
 
 readonly NODEIMAGE_STAGE="${NODEIMAGE_STAGE:-/var/tmp/nodeimage}"
+# Where steps leave marks for later steps: the stage is read-only in the chroot (its artifacts are hard
+# links into the build host's download cache). /tmp of the image tree: generalisation empties it.
+readonly NODEIMAGE_WORK="${NODEIMAGE_WORK:-/tmp/nodeimage-work}"
+# shellcheck disable=SC2034  # used by the steps that source this file
+readonly VERIFIED_MARK="${NODEIMAGE_WORK}/stack-verified"
 [[ -r ${NODEIMAGE_STAGE}/build.env ]] || {
   printf '[%s] ERROR: %s\n' "${0##*/}" "no build.env in ${NODEIMAGE_STAGE} (is NODEIMAGE_STAGE right?)" >&2
   exit 1

@@ -2,6 +2,7 @@
 (reader), and turning the build VM's disk into the published image (normalise)."""
 
 from nodeimage.disk.reader import (
+    PART_OFFSET,
     Partition,
     disk_to_tree,
     image_format,
@@ -13,10 +14,12 @@ from nodeimage.disk.reader import (
     read_partition,
     virtual_size,
 )
-from nodeimage.disk.writer import FORMAT_VERSION, derive_hash_seed, tree_to_disk, write_grub_cfg
+from nodeimage.disk.writer import FORMAT_VERSION, GRUB_DIR, derive_hash_seed, tree_to_disk, write_grub_cfg
 
 __all__ = [
     "FORMAT_VERSION",
+    "GRUB_DIR",
+    "PART_OFFSET",
     "Partition",
     "derive_hash_seed",
     "disk_to_tree",

@@ -11,7 +11,7 @@ main() {
   local dir list algorithm checked=0
   dir="$(layer_dir stack)"
   cd "${dir}"
-  rm -f verified
+  rm -f "${VERIFIED_MARK}"
   for list in checksums.*; do
     [[ -f ${list} ]] || continue
     algorithm="${list#checksums.}"
@@ -23,7 +23,8 @@ main() {
   done
   ((checked > 0)) || die "no checksum lists in ${dir}: nothing to verify"
   info "${checked} artifacts match the lock"
-  : >verified
+  install -d -m 0700 "${NODEIMAGE_WORK}"
+  : >"${VERIFIED_MARK}"
 }
 
 main "$@"

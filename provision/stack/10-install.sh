@@ -42,7 +42,7 @@ main() {
   require_root
   local dir kind archive member dest mode count=0
   dir="$(layer_dir stack)"
-  [[ -f ${dir}/verified ]] || die "artifacts not verified (${dir}/verified missing): stack/00-verify.sh runs first"
+  [[ -f ${VERIFIED_MARK} ]] || die "artifacts not verified (${VERIFIED_MARK} missing): stack/00-verify.sh runs first"
   while IFS=$'\t' read -r kind archive member dest mode; do
     case "${kind}" in
       file) install_file "${dir}/${archive}" "${member}" "${dest}" "${mode}" ;;

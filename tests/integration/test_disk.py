@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from nodeimage import disk
+from nodeimage.disk.normalise import open_tree
+from nodeimage.disk.writer import tree_to_disk_bytes
 from nodeimage.fsutil import file_sha256
 from nodeimage.log import NodeimageError
 
@@ -182,6 +184,30 @@ def test_grub_cfg_boots_newest_kernel_by_uuid(tree: Path, image: Path) -> None:
     assert disk.read_file(image, "/boot/grub/grub.cfg").decode() == cfg
 
 
+def test_kernel_arguments_reach_grub_cfg(tree: Path, tmp_path: Path) -> None:
+    """The stack's kernel arguments (the cgroup layout) are on the command line, also when a grub.cfg naming
+    the same UUID was already there (as in a base image)."""
+    _build(tree, tmp_path / "a.qcow2")
+    disk.tree_to_disk(tree, tmp_path / "b.qcow2", size_gib=1, fs_uuid=FS_UUID, hash_seed=disk.derive_hash_seed(FS_UUID),
+                      epoch=EPOCH, kernel_args=["systemd.unified_cgroup_hierarchy=0"])  # fmt: skip
+    cfg = disk.read_file(tmp_path / "b.qcow2", "/boot/grub/grub.cfg").decode()
+    assert "console=ttyS0,115200 net.ifnames=0 systemd.unified_cgroup_hierarchy=0" in cfg
+
+
+def test_normalise_adds_kernel_arguments(image: Path, tmp_path: Path) -> None:
+    out = tmp_path / "n.qcow2"
+    with open_tree(image, out, epoch=EPOCH, kernel_args=["systemd.unified_cgroup_hierarchy=0"]):
+        pass
+    assert "systemd.unified_cgroup_hierarchy=0" in disk.read_file(out, "/boot/grub/grub.cfg").decode()
+
+
+def test_a_failed_block_writes_no_image(image: Path, tmp_path: Path) -> None:
+    out = tmp_path / "n.qcow2"
+    with pytest.raises(RuntimeError), open_tree(image, out, epoch=EPOCH):
+        raise RuntimeError("a layer failed")
+    assert not out.exists() and list(tmp_path.glob(".nodeimage-norm-*")) == []
+
+
 def test_grub_cfg_prefers_vmlinuz_link(tree: Path) -> None:
     (tree / "vmlinuz").symlink_to("boot/vmlinuz-6.1.0-9-amd64")
     cfg = disk.write_grub_cfg(tree, FS_UUID).read_text()
@@ -200,8 +226,8 @@ def test_failed_build_leaves_nothing(tree: Path, tmp_path: Path) -> None:
     (tree / "big").write_bytes(os.urandom(1024) * 1024 * 80)  # 80 MiB into a 1 GiB disk is fine...
     out = tmp_path / "out" / "x.qcow2"
     with pytest.raises(NodeimageError, match="bigger"):
-        disk._tree_to_disk_bytes(tree, out, size=70 * 1024**2, fs_uuid=FS_UUID, hash_seed=FS_UUID, epoch=EPOCH,
-                                 label="rootfs")  # fmt: skip  # ...but not into 70 MiB
+        tree_to_disk_bytes(tree, out, size=70 * 1024**2, fs_uuid=FS_UUID, hash_seed=FS_UUID, epoch=EPOCH,
+                           label="rootfs")  # fmt: skip  # ...but not into 70 MiB
     assert list(out.parent.iterdir()) == []
 
 
@@ -299,7 +325,8 @@ def test_gpt_disk_is_prepared_in_place(tmp_path: Path) -> None:
         (root / "var/log/wtmp").write_bytes(b"")
 
     out = tmp_path / "out.qcow2"
-    disk.normalise_image(raw, out, epoch=EPOCH, prepare=prepare)
+    with open_tree(raw, out, epoch=EPOCH) as root:
+        prepare(root)
     assert seen == [b"gpt\n"]
     assert disk.read_file(out, "/var/log/wtmp") == b""
     assert disk.read_partition(out).table == "gpt"  # the layout (BIOS boot, EFI) is kept
@@ -333,7 +360,8 @@ def test_normalise_undoes_a_booted_write(image: Path, tmp_path: Path) -> None:
     assert file_sha256(written) != file_sha256(image)
 
     normalised = tmp_path / "normalised.qcow2"
-    disk.normalise_image(written, normalised, epoch=EPOCH)
+    with open_tree(written, normalised, epoch=EPOCH):
+        pass
     assert file_sha256(normalised) == file_sha256(image)
 
 
@@ -347,7 +375,8 @@ def test_normalise_keeps_changed_content_different(image: Path, tmp_path: Path) 
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     normalised = tmp_path / "normalised.qcow2"
-    disk.normalise_image(raw, normalised, epoch=EPOCH)
+    with open_tree(raw, normalised, epoch=EPOCH):
+        pass
     assert file_sha256(normalised) != file_sha256(image)
     assert disk.read_file(normalised, "/etc/hostname") == b"other\n"
     assert disk.read_fs_uuid(normalised) == FS_UUID

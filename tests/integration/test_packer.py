@@ -10,7 +10,7 @@ import pytest
 
 from nodeimage import packer
 from nodeimage.accel import MARKER, probe_boot_sector
-from nodeimage.build import build_seed_files, packer_variables
+from nodeimage.layers import build_seed_files, packer_variables
 from nodeimage.log import NodeimageError
 from nodeimage.sshkey import generate_keypair
 
