@@ -206,28 +206,60 @@ def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: 
 
 @task(
     help={
-        "names": "comma-separated artifact names to lock (default: every artifact in the lock file)",
+        "names": "comma-separated artifact names or image references to lock (default: every artifact, and "
+        "every image of the lock or of --profile)",
+        "profile": "lock only what this profile needs: its artifacts, and its container images (its stack's, its "
+        "CNI's, images.extra), adding those the lock does not list yet",
         "mirror": "directory or http(s) base URL holding <mirror>/<host>/<path> copies of the upstream files "
         "(default: $NODEIMAGE_MIRROR, else upstream)",
+        "registry_mirror": "where to ask for image digests instead of the images' registries: http(s)://HOST[/PREFIX] "
+        "or an OCI-layout directory (default: $NODEIMAGE_REGISTRY_MIRROR)",
         "lock_file": "the lock file to complete (default artifacts.lock.yaml)",
-        "refresh": "download again and compare: a changed digest is an error, except trust-on-first-use "
+        "refresh": "download (ask) again and compare: a changed digest is an error, except trust-on-first-use "
         "entries, whose new digest is recorded",
+        "images_only": "lock container images only, no artifact downloads",
     }
 )
 @_user_errors
-def lock(c: Context, names: str = "", mirror: str = "", lock_file: str = "", refresh: bool = False) -> None:
-    """Record missing digests and sizes in the lock file (trust-on-first-use, SHA256SUMS) by downloading."""
+def lock(
+    c: Context,
+    names: str = "",
+    profile: str = "",
+    mirror: str = "",
+    registry_mirror: str = "",
+    lock_file: str = "",
+    refresh: bool = False,
+    images_only: bool = False,
+) -> None:
+    """Record missing digests and sizes in the lock file: artifacts by downloading them, images by asking the
+    registry for the tag's manifest (trust on first use where upstream publishes no digest)."""
+    import os
     from pathlib import Path
 
+    from nodeimage.config import profile_images
     from nodeimage.fetch import lock as lock_artifacts
-    from nodeimage.lock import DEFAULT_LOCK
+    from nodeimage.imagelock import lock_images
+    from nodeimage.lock import DEFAULT_LOCK, load_lock
+    from nodeimage.profiles import load_profile
 
-    lock_artifacts(
-        Path(lock_file) if lock_file else DEFAULT_LOCK,
-        names=[n.strip() for n in names.split(",") if n.strip()] or None,
-        mirror=mirror or None,
-        refresh=refresh,
-    )
+    path = Path(lock_file) if lock_file else DEFAULT_LOCK
+    current = load_lock(path)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    image_refs = [n for n in wanted if n in {i.ref for i in current.images} or "/" in n]
+    artifact_names = [n for n in wanted if n not in image_refs]
+    prof = load_profile(profile) if profile else None
+    if not artifact_names and prof is not None:
+        artifact_names = [n for n in prof.wanted() if n in current.names()]
+    if (artifact_names or not wanted) and not images_only:
+        lock_artifacts(path, names=artifact_names or None, mirror=mirror or None, refresh=refresh)
+    if image_refs or not wanted:
+        lock_images(
+            path,
+            refs=image_refs or None,
+            profile_images=profile_images(prof, load_lock(path)) if prof else None,
+            registry_mirror=registry_mirror or os.environ.get("NODEIMAGE_REGISTRY_MIRROR") or None,
+            refresh=refresh,
+        )
 
 
 @task(

@@ -1,8 +1,8 @@
 """One build configuration: made once from the profile, the lock, the formats, the epoch and the paths.
 
 Everything a build decides from its inputs is decided here, before anything
-is downloaded or booted, and checked: an unknown release or arch, a lock entry
-without a digest, a bad SOURCE_DATE_EPOCH, an output directory that cannot be
+is downloaded or booted, and checked: an unknown release or arch, an artifact or
+container image without a digest in the lock, a bad SOURCE_DATE_EPOCH, an output directory that cannot be
 written each fail in seconds with one message. The configuration is frozen;
 what changes while a build runs lives in ``build.BuildState``. The input
 digest (is the last build up to date?) is computed from it alone.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,23 @@ def required_images(prof: Profile, stack: Stack, cni: Cni, settings: Settings) -
     return list(dict.fromkeys(refs))
 
 
+def settings_of(prof: Profile, entries: Sequence[LockEntry]) -> Settings:
+    """The stack's inputs: the profile's Kubernetes settings and the locked versions of its components."""
+    return Settings(
+        kubernetes_version=prof.kubernetes.version,
+        image_repository=prof.kubernetes.image_repository,
+        arch=prof.arch,
+        versions={e.name: e.version for e in entries if e.name in prof.components},
+    )
+
+
+def profile_images(prof: Profile, lock: Lock) -> tuple[str, list[str]]:
+    """The platform and the container image references a node of ``prof`` needs (for `invoke lock --profile`)."""
+    entries = lock.select(prof.wanted(), prof.arch)
+    stack, cni = stacks.get(prof.stack), cni_units.get(prof.cni.name)
+    return platform_of(prof.arch), required_images(prof, stack, cni, settings_of(prof, entries))
+
+
 def make_config(
     profile: str | Profile,
     *,
@@ -164,11 +182,11 @@ def make_config(
     entries = tuple(lock.select(prof.wanted(), prof.arch))
     missing = [e for e in entries if not e.checksum]
     if missing:
-        names = ", ".join(e.label for e in missing)
         die(
-            f"{lock_path} has no digest for {names}: a build only installs what the lock pins",
-            hint="record it once with `.venv/bin/invoke lock` (trust on first use for artifacts without a "
-            "published digest), review the change, then build",
+            f"{lock_path} has no digest for {', '.join(e.label for e in missing)}: a build only installs what the "
+            "lock pins",
+            hint=f"record it once with `.venv/bin/invoke lock --profile {prof.name}` (trust on first use for "
+            "artifacts without a published digest), review the change, then build",
         )
     if mirror:
         from nodeimage.fetch import check_mirror
@@ -180,20 +198,14 @@ def make_config(
         check_registry_mirror(registry_mirror)
     stack = stacks.get(prof.stack)
     cni = cni_units.get(prof.cni.name)
-    components = [e for e in entries if e.name in prof.components]
-    settings = Settings(
-        kubernetes_version=prof.kubernetes.version,
-        image_repository=prof.kubernetes.image_repository,
-        arch=prof.arch,
-        versions={e.name: e.version for e in components},
-    )
+    settings = settings_of(prof, entries)
     images = tuple(lock.image(ref, platform_of(prof.arch)) for ref in required_images(prof, stack, cni, settings))
     unpinned = [i.ref for i in images if not i.digest]
     if unpinned:
         die(
             f"{lock_path} has no digest for the container images {', '.join(unpinned)}: a build never follows a tag",
-            hint="record them once with `.venv/bin/invoke lock --profile NAME` (trust on first use: the digest a "
-            "registry serves now), review the change, then build",
+            hint=f"record them once with `.venv/bin/invoke lock --profile {prof.name}` (trust on first use: the "
+            "digest a registry serves now), review the change, then build",
         )
     fmt_names = parse_formats(formats) if formats else prof.formats
     config = BuildConfig(

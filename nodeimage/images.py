@@ -230,13 +230,27 @@ def list_store(store: Path) -> list[dict[str, object]]:
     return [{"names": i.get("names", []), "digest": i.get("digest"), "id": i.get("id")} for i in records]
 
 
+def _inspect(ref: str, args: list[str]) -> bytes:
+    """The raw manifest skopeo reads; on failure die with skopeo's reason and what to do."""
+    proc = run([_skopeo(), "inspect", "--raw", *args], check=False, capture=True, timeout=300)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()[-2:]
+        die(
+            f"cannot read the manifest of {ref} from {args[-1]}:\n    " + "\n    ".join(err),
+            hint=f"the registry is unreachable or has no such tag; use --registry-mirror URL_OR_DIR (or "
+            f"{MIRROR_ENV}) to ask a registry mirror or an OCI-layout directory instead",
+        )
+    return proc.stdout
+
+
 def resolve(ref: str, platform: str, mirror: Mirror | None) -> tuple[str, int]:
     """The digest of ``ref``'s manifest for ``platform`` (and the bytes of its config and layers), as a registry or
     mirror serves the tag now: what `invoke lock` records, trusting it on first use."""
     entry = ImageEntry(ref, platform, None, "trust-on-first-use")
     src, flags = source(entry, mirror, by_digest=False)
+    flags = [f.replace("--src-tls-verify", "--tls-verify") for f in flags]  # inspect has one source, no prefix
     os_name, arch = platform.split("/")[:2]
-    raw = run([_skopeo(), "inspect", "--raw", *flags, src], capture=True, timeout=300).stdout
+    raw = _inspect(ref, [*flags, src])
     doc = json.loads(raw)
     if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
         match = [m for m in doc.get("manifests", []) if m.get("platform", {}).get("architecture") == arch
@@ -244,10 +258,11 @@ def resolve(ref: str, platform: str, mirror: Mirror | None) -> tuple[str, int]:
         if not match:
             die(f"{ref} has no image for {platform}", hint="choose a tag that is built for the profile's platform")
         digest = str(match[0]["digest"])
-        repo_src = src.rsplit(":", 1)[0] if src.startswith("docker://") else src
-        platform_src = f"{repo_src}@{digest}" if src.startswith("docker://") else src
-        raw = run([_skopeo(), "inspect", "--raw", *flags, f"--override-arch={arch}", platform_src],
-                  capture=True, timeout=300).stdout  # fmt: skip
+        if src.startswith("oci:"):  # skopeo shows an OCI layout's index, not the manifest: read the blob
+            layout = Path(src.removeprefix("oci:").rsplit(":", 1)[0])
+            raw = (layout / "blobs" / digest.replace(":", "/", 1)).read_bytes()
+        else:
+            raw = _inspect(ref, [*flags, f"{src.rsplit(':', 1)[0]}@{digest}"])
         doc = json.loads(raw)
     else:
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()

@@ -1,4 +1,4 @@
-"""An SPDX 2.3 JSON SBOM of a built image: its distro packages and every lock artifact.
+"""An SPDX 2.3 JSON SBOM of a built image: its distro packages, every lock artifact and every baked image.
 
 The packages are read from the image's ``/var/lib/dpkg/status`` without
 booting it. The document is a function of its inputs only: the namespace
@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 from nodeimage import __version__
 from nodeimage.fsutil import atomic_write, file_sha256
-from nodeimage.lock import LockEntry
+from nodeimage.lock import ImageEntry, LockEntry
 from nodeimage.log import die, step
+from nodeimage.refs import split
 
 if TYPE_CHECKING:
     from nodeimage.config import BuildConfig
@@ -154,6 +155,31 @@ def _artifact_package(e: LockEntry, spdx_id: str) -> dict[str, object]:
     return pkg
 
 
+def _image_package(i: ImageEntry, spdx_id: str) -> dict[str, object]:
+    """A baked container image, named by the purl spec's oci type (the digest is the version)."""
+    assert i.digest, f"{i.ref} has no digest"
+    registry, path, tag = split(i.ref)
+    arch = i.platform.split("/")[1]
+    purl = (f"pkg:oci/{quote(path.rsplit('/', 1)[-1])}@{quote(i.digest)}?"
+            f"repository_url={quote(registry + '/' + path, safe='')}&tag={quote(tag)}&arch={quote(arch)}")  # fmt: skip
+    algo, _, value = i.digest.partition(":")
+    return {
+        "SPDXID": spdx_id,
+        "name": f"{registry}/{path}",
+        "versionInfo": tag,
+        "downloadLocation": f"{registry}/{path}@{i.digest}",
+        "filesAnalyzed": False,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{"algorithm": _CHECKSUM_ALGOS[algo], "checksumValue": value}],
+        "comment": f"container image baked into /var/lib/containers/storage for {i.platform}; the checksum is its "
+        f"manifest digest ({i.digest_source})",
+        "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}],
+    }
+
+
 def build_sbom(
     *,
     image_name: str,
@@ -163,8 +189,9 @@ def build_sbom(
     profile: str,
     epoch: int,
     os_release: dict[str, str] | None = None,
+    images: Sequence[ImageEntry] = (),
 ) -> dict[str, object]:
-    """The SPDX 2.3 document as a dict: the image package CONTAINS every deb and every lock artifact."""
+    """The SPDX 2.3 document as a dict: the image package CONTAINS every deb, lock artifact and baked image."""
     if not re.fullmatch(r"[0-9a-f]{64}", image_sha256):
         die(f"image digest is not a SHA-256 hex string: {image_sha256!r}")
     osr = os_release or {}
@@ -204,6 +231,8 @@ def build_sbom(
         add(_spdx_id("deb", p.name, p.arch), lambda i, p=p: _deb_package(p, distro, distro_version, i))
     for e in sorted(lock_entries, key=lambda e: (e.name, e.arch)):
         add(_spdx_id("artifact", e.name, e.arch), lambda i, e=e: _artifact_package(e, i))
+    for img in sorted(images, key=lambda i: (i.ref, i.platform)):
+        add(_spdx_id("image", img.ref, img.platform), lambda i, img=img: _image_package(img, i))
 
     return {
         "spdxVersion": "SPDX-2.3",
@@ -220,9 +249,13 @@ def build_sbom(
 
 def write_sbom(
     image_qcow2: Path,
-    config: BuildConfig,
     out: Path,
     *,
+    entries: Sequence[LockEntry],
+    images: Sequence[ImageEntry],
+    profile: str,
+    epoch: int,
+    package_db: str = DPKG_STATUS,
     read_file: Callable[[Path, str], bytes] | None = None,
 ) -> None:
     """Write the SPDX 2.3 JSON SBOM of ``image_qcow2`` to ``out`` (atomically).
@@ -237,20 +270,26 @@ def write_sbom(
     image_qcow2 = Path(image_qcow2)
     if not image_qcow2.is_file():
         die(f"disk image not found: {image_qcow2}")
-    db = config.distro.package_db
     with step(f"Writing SBOM {out}"):
-        status = read_file(image_qcow2, db).decode("utf-8", errors="replace")
+        status = read_file(image_qcow2, package_db).decode("utf-8", errors="replace")
         packages = parse_dpkg_status(status)
         if not packages:
-            die(f"{image_qcow2}: {db} lists no installed package", hint=f"is this a {config.distro.name} image?")
+            die(f"{image_qcow2}: {package_db} lists no installed package", hint="is this a Debian or Ubuntu image?")
         os_release = parse_os_release(read_file(image_qcow2, OS_RELEASE).decode("utf-8", errors="replace"))
         doc = build_sbom(
             image_name=image_qcow2.name,
             image_sha256=file_sha256(image_qcow2),
             packages=packages,
-            lock_entries=config.entries,
-            profile=config.profile.name,
-            epoch=config.epoch,
+            lock_entries=entries,
+            profile=profile,
+            epoch=epoch,
             os_release=os_release,
+            images=images,
         )
         atomic_write(Path(out), json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_build_sbom(image_qcow2: Path, config: BuildConfig, out: Path) -> None:
+    """The SBOM of a build's qcow2, from its configuration."""
+    write_sbom(image_qcow2, out, entries=config.entries, images=config.images, profile=config.profile.name,
+               epoch=config.epoch, package_db=config.distro.package_db)  # fmt: skip

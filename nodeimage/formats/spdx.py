@@ -1,4 +1,4 @@
-"""spdx-json: the SBOM of every build (SPDX 2.3): the image's distro packages and lock artifacts."""
+"""spdx-json: the SBOM of every build (SPDX 2.3): the image's distro packages, lock artifacts and baked images."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ class Spdx(Format):
     description = "the SBOM (SPDX 2.3 JSON)"
 
     def write(self, config: BuildConfig, written: dict[str, Path], out: Path) -> None:
-        from nodeimage.sbom import write_sbom
+        from nodeimage.sbom import write_build_sbom
 
-        write_sbom(written["qcow2"], config, out)
+        write_build_sbom(written["qcow2"], config, out)
 
     def check(self, path: Path, outputs: Sequence[Recorded], build_dir: Path) -> list[str]:
         """It must describe one of the build's qcow2 outputs by that output's recorded sha256."""

@@ -34,8 +34,15 @@ SCRIPTS = shell_scripts()
 
 
 def test_provision_steps_are_found():
-    names = {p.name for p in SCRIPTS}
-    assert {"lib.sh", "00-verify.sh", "99-generalise.sh"} <= names
+    """Every layer's steps and the shared library are among the scripts checked."""
+    from nodeimage.layers import LAYERS
+
+    found = {p.relative_to(REPO).as_posix() for p in SCRIPTS}
+    assert "provision/lib.sh" in found
+    for layer in LAYERS:
+        steps = sorted((REPO / "provision" / layer.name).glob("[0-9][0-9]-*.sh"))
+        assert steps, f"layer {layer.name} has no steps under provision/{layer.name}"
+        assert {s.relative_to(REPO).as_posix() for s in steps} <= found
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[str(p.relative_to(REPO)) for p in SCRIPTS])

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from nodeimage.lock import LockEntry
+from nodeimage.lock import ImageEntry, LockEntry
 from nodeimage.log import NodeimageError
 from nodeimage.sbom import build_sbom, parse_dpkg_status, parse_os_release, write_sbom
 
@@ -72,6 +71,12 @@ ENTRIES = [
 ]
 
 
+IMAGES = [
+    ImageEntry("registry.k8s.io/pause:3.1", "linux/amd64", "sha256:" + "12" * 32, "trust-on-first-use", 1000),
+    ImageEntry("docker.io/weaveworks/weave-kube:2.8.1", "linux/amd64", "sha256:" + "34" * 32, "upstream", 2000),
+]
+
+
 def _doc(**kw: object) -> dict:  # type: ignore[type-arg]
     args: dict[str, object] = dict(
         image_name="node.qcow2",
@@ -81,6 +86,7 @@ def _doc(**kw: object) -> dict:  # type: ignore[type-arg]
         profile="k8s-1.17",
         epoch=1609459200,
         os_release=parse_os_release(OS_RELEASE),
+        images=IMAGES,
     )
     args.update(kw)
     return build_sbom(**args)  # type: ignore[arg-type]
@@ -116,7 +122,7 @@ def test_image_contains_every_package_and_artifact() -> None:
     assert by_id["SPDXRef-Image"]["checksums"] == [{"algorithm": "SHA256", "checksumValue": DIGEST}]
     contained = {r["relatedSpdxElement"] for r in doc["relationships"] if r["relationshipType"] == "CONTAINS"}
     assert contained == set(by_id) - {"SPDXRef-Image"}
-    assert len(contained) == 3 + 3
+    assert len(contained) == 3 + 3 + 2
     libc = by_id["SPDXRef-deb-libc6-amd64"]
     assert (
         libc["externalRefs"][0]["referenceLocator"]
@@ -131,6 +137,19 @@ def test_image_contains_every_package_and_artifact() -> None:
     assert crio["checksums"] == [{"algorithm": "SHA256", "checksumValue": "cd" * 32}]
     assert by_id["SPDXRef-artifact-kubernetes-node-amd64"]["checksums"][0]["algorithm"] == "SHA512"
     assert "checksums" not in by_id["SPDXRef-artifact-weave-manifest-all"]  # not recorded yet: no claim
+
+
+def test_every_baked_image_is_listed_by_its_manifest_digest() -> None:
+    by_id = {p["SPDXID"]: p for p in _doc()["packages"]}
+    pause = by_id["SPDXRef-image-registry.k8s.io-pause-3.1-linux-amd64"]
+    assert pause["name"] == "registry.k8s.io/pause" and pause["versionInfo"] == "3.1"
+    assert pause["checksums"] == [{"algorithm": "SHA256", "checksumValue": "12" * 32}]
+    assert pause["primaryPackagePurpose"] == "CONTAINER"
+    assert pause["externalRefs"][0]["referenceLocator"] == (
+        f"pkg:oci/pause@sha256%3A{'12' * 32}?repository_url=registry.k8s.io%2Fpause&tag=3.1&arch=amd64"
+    )
+    weave = by_id["SPDXRef-image-docker.io-weaveworks-weave-kube-2.8.1-linux-amd64"]
+    assert weave["downloadLocation"] == f"docker.io/weaveworks/weave-kube@sha256:{'34' * 32}"
 
 
 def test_rejects_a_bad_image_digest() -> None:
@@ -150,14 +169,10 @@ def test_write_sbom_reads_the_image_through_read_file(tmp_path: Path) -> None:
         return files[path]
 
     out = tmp_path / "node.spdx.json"
-    config = SimpleNamespace(
-        distro=SimpleNamespace(package_db="/var/lib/dpkg/status", name="debian"),
-        entries=ENTRIES, images=(), profile=SimpleNamespace(name="k8s-1.17"), epoch=0,
-    )  # fmt: skip
-    write_sbom(image, config, out, read_file=fake_read)  # type: ignore[arg-type]
+    write_sbom(image, out, entries=ENTRIES, images=IMAGES, profile="k8s-1.17", epoch=0, read_file=fake_read)
     doc = json.loads(out.read_text())
     assert sorted(asked) == sorted(files)
-    assert len(doc["packages"]) == 7
+    assert len(doc["packages"]) == 1 + 3 + 3 + 2
     assert doc["packages"][0]["description"].endswith("Debian GNU/Linux 12 (bookworm)")
 
 
