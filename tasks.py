@@ -73,7 +73,9 @@ def base(
     from pathlib import Path
 
     from nodeimage.base import build_base
+    from nodeimage.outputs import make_output_root
 
+    make_output_root(Path(out).parent)  # build/ made here is nodeimage's: `invoke clean` may empty it
     image = build_base(
         distro=distro,
         release=release,
@@ -148,20 +150,32 @@ def build(
     print(out_dir)
 
 
-@task(help={"out": "output root to remove builds from (default build)", "cache": "also empty the download cache"})
+@task(
+    help={
+        "out": "output root to remove builds from (default build); refused unless nodeimage created it",
+        "cache": "also empty the download cache, the layer cache and the accelerator probe's cache",
+    }
+)
 @_user_errors
 def clean(c: Context, out: str = "build", cache: bool = False) -> None:
-    """Remove build outputs (and with --cache the downloaded artifacts)."""
-    import shutil
+    """Remove build outputs (never cluster secrets or files nodeimage did not make; --cache: the caches too)."""
     from pathlib import Path
 
-    shutil.rmtree(Path(out), ignore_errors=True)
-    print(f"removed {out}/")
-    if cache:
-        from nodeimage.fetch import cache_dir
+    from nodeimage.fetch import cache_dir
+    from nodeimage.log import info
+    from nodeimage.outputs import clean_cache, clean_outputs
+    from nodeimage.paths import DEFAULT_STATE_DIR
 
-        shutil.rmtree(cache_dir(), ignore_errors=True)
-        print(f"removed {cache_dir()}")
+    report = clean_outputs(Path(out), state_dir=DEFAULT_STATE_DIR)
+    for path in report.removed:
+        print(f"removed {path}")
+    for path, why in report.kept:
+        info(f"kept {path} ({why})")
+    if not report.removed:
+        info(f"no build outputs under {out}")
+    if cache:
+        for path in clean_cache(cache_dir()):
+            print(f"removed {path}")
 
 
 @task(

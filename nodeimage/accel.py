@@ -12,6 +12,8 @@ catches hosts where real-mode code runs but a kernel hangs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import tempfile
@@ -66,6 +68,47 @@ class AccelReport:
     reason: str
 
 
+def probe_key(kernel: Path | None, timeout: float) -> str:
+    """What decides the probe's answer: this boot of the host, the qemu build, the kernel, /dev/kvm."""
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    qemu = Path(which("qemu-system-x86_64", "qemu-system-x86"))
+    parts = [boot_id, f"{qemu.resolve()} {_stamp(qemu)}", f"{kernel} {_stamp(kernel) if kernel else ''}",
+             str(os.stat("/dev/kvm").st_rdev), str(timeout)]  # fmt: skip
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _stamp(path: Path) -> str:
+    st = path.resolve().stat()
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def _cache_file(key: str) -> Path:
+    from nodeimage.fetch import cache_dir
+
+    return cache_dir() / "probe" / f"{key}.json"
+
+
+def _cached(key: str | None) -> AccelReport | None:
+    if key is None:
+        return None
+    try:
+        data = json.loads(_cache_file(key).read_text())
+        report = AccelReport(str(data["accelerator"]), bool(data["kvm_usable"]), str(data["reason"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return AccelReport(report.accelerator, report.kvm_usable, f"{report.reason} (probed earlier in this boot)")
+
+
+def _store(key: str, report: AccelReport) -> None:
+    from nodeimage.fsutil import atomic_write
+
+    try:
+        _cache_file(key).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(_cache_file(key), json.dumps(report.__dict__) + "\n")
+    except OSError as exc:  # a read-only cache costs the next build 15 s, nothing else
+        debug(f"cannot keep the probe's answer: {exc}")
+
+
 def _boots(accel: str, workdir: Path, kernel: Path | None, timeout: float) -> tuple[bool, str]:
     qemu = which("qemu-system-x86_64", "qemu-system-x86")
     cmd = [qemu, "-accel", accel, "-nodefaults", "-display", "none", "-no-reboot", "-m", "256", "-serial", "stdio"]
@@ -89,8 +132,13 @@ def _boots(accel: str, workdir: Path, kernel: Path | None, timeout: float) -> tu
     return False, (err[-1] if err else f"qemu exited with {proc.returncode} without the guest's marker")
 
 
-def probe(kernel: Path | None = None, timeout: float = PROBE_TIMEOUT_S) -> AccelReport:
-    """Boot a probe guest under KVM; report KVM only if it really ran."""
+def probe(kernel: Path | None = None, timeout: float = PROBE_TIMEOUT_S, *, cache: bool = True) -> AccelReport:
+    """Boot a probe guest under KVM; report KVM only if it really ran.
+
+    The answer is kept (see :func:`probe_key`) until the host reboots or
+    qemu, the probe kernel or /dev/kvm change, so builds after the first
+    do not pay the probe again; ``cache=False`` (`invoke doctor`) always boots.
+    """
     kernel = kernel or find_probe_kernel()
     if os.environ.get("NODEIMAGE_ACCEL") in ("kvm", "tcg"):
         forced = os.environ["NODEIMAGE_ACCEL"]
@@ -99,8 +147,19 @@ def probe(kernel: Path | None = None, timeout: float = PROBE_TIMEOUT_S) -> Accel
         return AccelReport("tcg", False, "/dev/kvm does not exist")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return AccelReport("tcg", False, "/dev/kvm is not readable and writable by this user")
+    key = probe_key(kernel, timeout) if cache else None
+    cached = _cached(key)
+    if cached is not None:
+        return cached
     with tempfile.TemporaryDirectory(prefix="nodeimage-probe-") as tmp:
         ok, why = _boots("kvm", Path(tmp), kernel, timeout)
+    report = _report(ok, why, kernel)
+    if key is not None:
+        _store(key, report)
+    return report
+
+
+def _report(ok: bool, why: str, kernel: Path | None) -> AccelReport:
     if ok:
         if kernel is None:
             caveat = "no kernel found to probe with: a kernel may still hang"

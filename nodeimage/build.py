@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import resource
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from nodeimage import __version__, accel, generalise, packer
 from nodeimage import fetch as fetchmod
 from nodeimage.config import BuildConfig, make_config
 from nodeimage.disk.normalise import is_gpt, open_tree
-from nodeimage.fsutil import atomic_write, file_sha256
+from nodeimage.fsutil import atomic_write, file_sha256, remove_work_dir
 from nodeimage.images import bake, check_registry_mirror, stage_images
 from nodeimage.layercache import LayerCache
 from nodeimage.layers import layer_keys, run_chroot_layers, run_os_layer
@@ -101,6 +100,17 @@ def exclusive(config: BuildConfig) -> Iterator[None]:
         os.close(fd)
 
 
+def remove_stale_work_dirs(config: BuildConfig) -> None:
+    """Remove what killed builds of this profile left (their process is gone; we hold the profile's lock)."""
+    from nodeimage.outputs import WORK_RE, pid_alive
+
+    for work in config.out_root.glob(f".work-{config.profile.name}-*"):
+        match = WORK_RE.match(work.name)
+        if match and match["profile"] == config.profile.name and not pid_alive(int(match["pid"])):
+            info(f"removing {work}, left by a build that did not finish (pid {match['pid']} is gone)")
+            remove_work_dir(work)
+
+
 def resolve_base(config: BuildConfig, files: dict[str, Path]) -> Path:
     base = config.profile.base
     if base.source == "cloud-image":
@@ -152,15 +162,16 @@ def build(
         return config.out_dir
     packer_info = packer.find_packer()
     with exclusive(config):
+        remove_stale_work_dirs(config)
         work = config.out_root / f".work-{config.profile.name}-{os.getpid()}"
         if work.exists():
-            shutil.rmtree(work)
+            remove_work_dir(work)
         work.mkdir(parents=True)
         try:
             _build(config, state, packer_info, work, force)
             publish(config, work / "final", state, digest, started, packer_info)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work_dir(work)
     return config.out_dir
 
 

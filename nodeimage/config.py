@@ -118,9 +118,16 @@ def parse_epoch(value: str | None) -> int:
     return int(value)
 
 
-def check_writable_dir(path: Path, what: str) -> None:
-    """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise."""
+def check_writable_dir(path: Path, what: str, *, output_root: bool = False) -> None:
+    """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise.
+
+    An ``output_root`` that does not exist is created and marked as nodeimage's (see nodeimage.outputs).
+    """
+    from nodeimage.outputs import make_output_root
+
     try:
+        if output_root:
+            make_output_root(path)
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".nodeimage-write-test-"):
             pass
@@ -227,5 +234,5 @@ def make_config(
         suite_args=tuple(suite_args),
         debug=debug_enabled(),
     )
-    check_writable_dir(config.out_root, "output directory")
+    check_writable_dir(config.out_root, "output directory", output_root=True)
     return config

@@ -52,7 +52,7 @@ def report(build_dir: Path = Path("build")) -> list[tuple[str, str, bool]]:
     target = build_dir if build_dir.exists() else Path.cwd()
     free_gib = shutil.disk_usage(target).free / 2**30
     rows.append(("free disk", f"{free_gib:.0f} GiB at {target.resolve()}", free_gib >= MIN_FREE_GIB))
-    kvm = accel.probe()
+    kvm = accel.probe(cache=False)
     rows.append(("KVM", "works (a guest ran under it)" if kvm.kvm_usable else f"not usable: {kvm.reason}", True))
     rows.append(("accelerator", f"builds will use {kvm.accelerator}", True))
     return rows

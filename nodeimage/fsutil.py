@@ -1,10 +1,11 @@
-"""Atomic writes: a file appears under its final name complete, or not at all."""
+"""Files that appear whole or not at all, digests, and scratch directories removed without harm."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +53,84 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first (from /proc/self/mountinfo)."""
+    root = Path(os.path.realpath(path))
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            # field 5 is the mount point, with spaces etc. escaped as octal (\040)
+            point = Path(line.split()[4].encode().decode("unicode_escape"))
+            if point == root or root in point.parents:
+                found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def processes_using(path: Path) -> list[int]:
+    """Processes (not this one) whose command line names a file under ``path`` or whose cwd is under it."""
+    root = os.path.realpath(path)
+    prefix = root.rstrip("/") + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:  # gone, or not ours to read
+            continue
+        named = any(prefix.encode() in a or a == root.encode() for a in args)
+        if named or cwd == root or cwd.startswith(prefix):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL whatever still runs after ``grace`` seconds."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            if not pids:
+                return
+            time.sleep(0.1)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove a build's scratch directory, with what a killed build left running and mounted in it.
+
+    A build killed with SIGKILL leaves its packer, packer's qemu and the
+    suite's qemu running (they are in their own sessions, so that Ctrl-C is
+    handled in order) and its loop mount in place. They are stopped by what
+    they name (their disks, pid files, var files are all under ``path``),
+    then the mounts are detached (lazily: a dead process's loop device may
+    still hold one), then the tree goes. Without the unmount, removing the
+    tree would delete files through a mount.
+    """
+    import subprocess
+
+    if not path.exists():
+        return
+    stop_processes(processes_using(path))
+    for point in mounts_under(path):
+        subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
+    if mounts_under(path):
+        from nodeimage.log import die
+
+        die(f"cannot remove {path}: something is still mounted in it", hint=f"see `findmnt -R {path}`")
+    shutil.rmtree(path, ignore_errors=True)
