@@ -58,15 +58,16 @@ class E2EBuild:
 
 
 def invoke(
-    args: list[str], *, env: dict[str, str], log: Path, stream: bool, timeout: float = 3600
+    args: list[str], *, env: dict[str, str], log: Path, stream: bool, timeout: float = 3600, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run `invoke ARGS` from the repo; tee its output to ``log`` (and the terminal if ``stream``)."""
+    """Run `invoke ARGS` from the repo (or the checkout ``cwd``); tee its output to ``log`` (and the terminal
+    if ``stream``)."""
     cmd = [sys.executable, "-m", "invoke", *args]
     lines: list[str] = []
     with (
         subprocess.Popen(
             cmd,
-            cwd=REPO,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
