@@ -6,47 +6,73 @@ Run `invoke --list` for the tasks and `invoke --help <task>` for their options.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
+from invoke import task as invoke_task
 
-from nodeimage.log import NodeimageError, debug_enabled
+from nodeimage.log import NodeimageError, debug_enabled, event, result
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+COMMON_HELP = {
+    "debug": "show every command run (`+ cmd`), every packer line, and tracebacks (also NODEIMAGE_DEBUG=1)",
+    "json": "print one JSON event per line on stdout instead of plain results (also NODEIMAGE_JSON=1; "
+    "schema: docs/events.schema.json)",
+}
 
-def _debug_from_env(c: Context) -> None:
-    """`invoke --echo` or NODEIMAGE_DEBUG=1: show every command run (`+ cmd`), every packer line, tracebacks."""
-    if getattr(c.config.run, "echo", False) or os.environ.get("NODEIMAGE_DEBUG"):
+
+def _switches(c: Context | None, debug: bool, json: bool) -> None:
+    """--debug (or `invoke --echo`, NODEIMAGE_DEBUG=1) and --json, for this process and what it runs."""
+    if debug or os.environ.get("NODEIMAGE_DEBUG") or (c is not None and getattr(c.config.run, "echo", False)):
         os.environ["NODEIMAGE_DEBUG"] = "1"
+    if json:
+        os.environ["NODEIMAGE_JSON"] = "1"
 
 
 def _user_errors(fn: F) -> F:
-    """Turn NodeimageError and Ctrl-C into a clean exit; tracebacks only with NODEIMAGE_DEBUG=1."""
+    """Turn NodeimageError and Ctrl-C into one message and an exit code (tracebacks only with --debug), and give
+    the task the --debug and --json options. Applied by :func:`task`; harmless if also applied by hand."""
+    if getattr(fn, "_nodeimage_task", False):
+        return fn
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Context):
-            _debug_from_env(args[0])
+    def wrapper(*args: Any, debug: bool = False, json: bool = False, **kwargs: Any) -> Any:
+        _switches(args[0] if args and isinstance(args[0], Context) else None, debug, json)
         try:
             return fn(*args, **kwargs)
         except NodeimageError as exc:
             if debug_enabled():
                 traceback.print_exc()
+            event("error", message=exc.message, hint=exc.hint)
             raise Exit(f"error: {exc}", code=1) from None
         except KeyboardInterrupt:
+            event("error", message="interrupted", hint=None)
             raise Exit("interrupted", code=130) from None
 
+    params = list(inspect.signature(fn).parameters.values())
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
+             for n in ("debug", "json")]  # fmt: skip
+    wrapper.__signature__ = inspect.Signature([*params, *extra])  # type: ignore[attr-defined]
+    wrapper._nodeimage_task = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def task(*args: Any, help: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    """invoke's @task, plus what every nodeimage task has: --debug, --json and one clean error message."""
+    if args and callable(args[0]):
+        return invoke_task(_user_errors(args[0]), help=dict(COMMON_HELP))
+    return lambda fn: invoke_task(_user_errors(fn), *args, help={**(help or {}), **COMMON_HELP}, **kwargs)
 
 
 # --- tasks ---------------------------------------------------------------------------------------
 # Each task: typed options, a docstring whose first line reads well in `invoke --list`,
-# help={...} for every option, @_user_errors, and a body that calls one library function.
-# NODEIMAGE_DEBUG=1 shows every command run (`+ cmd`), every packer line and tracebacks.
+# help={...} for every option, and a body that calls one library function. The task decorator
+# above adds --debug and --json and turns errors into one message.
 
 
 @task(
@@ -84,7 +110,7 @@ def base(
         out_dir=Path(out),
         epoch=None if epoch < 0 else epoch,
     )
-    print(image)
+    result(str(image), path=str(image))
 
 
 @task(help={"build_dir": "where builds go (its free space is checked)"})
@@ -96,7 +122,7 @@ def doctor(c: Context, build_dir: str = "build") -> None:
     from nodeimage import doctor as doc
 
     rows = doc.report(Path(build_dir))
-    print(doc.render(rows))
+    result(doc.render(rows))
     if not all(ok for _, _, ok in rows):
         raise Exit("doctor: some checks failed (see BAD lines)", code=1)
 
@@ -147,7 +173,7 @@ def build(
         suite_args=shlex.split(suite_args),
         force=force,
     )
-    print(out_dir)
+    result(str(out_dir), path=str(out_dir))
 
 
 @task(
@@ -168,14 +194,14 @@ def clean(c: Context, out: str = "build", cache: bool = False) -> None:
 
     report = clean_outputs(Path(out), state_dir=DEFAULT_STATE_DIR)
     for path in report.removed:
-        print(f"removed {path}")
+        result(f"removed {path}", removed=str(path))
     for path, why in report.kept:
         info(f"kept {path} ({why})")
     if not report.removed:
         info(f"no build outputs under {out}")
     if cache:
         for path in clean_cache(cache_dir()):
-            print(f"removed {path}")
+            result(f"removed {path}", removed=str(path))
 
 
 @task(
@@ -215,7 +241,11 @@ def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: 
         cpus=cpus or None,
         memory_mib=memory or None,
     )
-    print(path)
+    from nodeimage.fsutil import file_sha256
+    from nodeimage.log import output
+
+    output(path, format="ova", sha256=file_sha256(path), size=path.stat().st_size)
+    result(str(path), path=str(path))
 
 
 @task(
@@ -245,8 +275,10 @@ def lock(
     refresh: bool = False,
     images_only: bool = False,
 ) -> None:
-    """Record missing digests and sizes in the lock file: artifacts by downloading them, images by asking the
-    registry for the tag's manifest (trust on first use where upstream publishes no digest)."""
+    """Record missing digests and sizes in the lock file (artifacts downloaded, images asked of their registry).
+
+    Trust on first use where upstream publishes no digest: review the change to the lock before building.
+    """
     import os
     from pathlib import Path
 
@@ -294,7 +326,7 @@ def fetch(c: Context, profile: str = "k8s-1.17", mirror: str = "", lock_file: st
 
     lock_path = Path(lock_file) if lock_file else DEFAULT_LOCK
     for name, path in fetch_profile(profile, lock_path=lock_path, mirror=mirror or None).items():
-        print(f"{name}\t{path}")
+        result(f"{name}\t{path}", name=name, path=str(path))
 
 
 # --- first boot: seeds, local clusters, acceptance (issue 3) ------------------------------------
@@ -377,7 +409,7 @@ def verify(c: Context, build_dir: str = "build/k8s-1.17") -> None:
     from nodeimage.verify import verify_build
 
     verify_build(Path(build_dir))
-    print(f"{build_dir}: every output matches build-manifest.json")
+    result(f"{build_dir}: every output matches build-manifest.json", verified=str(build_dir))
 
 
 @task(
@@ -423,7 +455,7 @@ def repro(
             run_suite=suite,
         )
         atomic_write(Path(out) / "repro-report.txt", report.render())
-    print(report.render(), end="")
+    result(report.render().rstrip("\n"), identical=report.identical)
     if not report.identical:
         raise Exit("error: the two builds differ (see above)", code=1)
 

@@ -29,7 +29,7 @@ from nodeimage.fsutil import atomic_write, file_sha256, remove_work_dir
 from nodeimage.images import bake, check_registry_mirror, stage_images
 from nodeimage.layercache import LayerCache
 from nodeimage.layers import layer_keys, run_chroot_layers, run_os_layer
-from nodeimage.log import info, step, warn
+from nodeimage.log import info, output, step, warn
 from nodeimage.stage import write_stage
 from nodeimage.suite import run_image_suite, run_tree_suite
 
@@ -222,6 +222,7 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
                 cache.put_tree("stack", keys.stack, tree)
         state.layers["stack"] = keys.stack
         run_chroot_layers(tree, stage, ["node"])
+        state.layers["node"] = keys.node
         generalise.apply(tree, generalise.rules_for(config.distro.generalise_remove, config.distro.generalise_truncate))
         if config.run_suite:
             run_tree_suite(tree, profile=config.profile.name, extra_args=config.suite_args, lock_path=config.lock.path)
@@ -299,4 +300,4 @@ def publish(
     atomic_write(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     atomic_write(out_dir / STATE_NAME, json.dumps({"input_digest": digest, "outputs": stats}, indent=2) + "\n")
     for r in records:
-        info(f"{out_dir / r['path']}: {r['size'] / 2**20:.0f} MiB, sha256 {r['sha256']}")
+        output(out_dir / r["path"], format=r["format"], sha256=r["sha256"], size=r["size"])

@@ -93,10 +93,10 @@ def verify_build(build_dir: Path) -> list[Output]:
             problems += inner
             if not inner:
                 info(f"ok {out.path} ({out.format or 'file'}, {out.size} bytes, sha256 {out.sha256})")
-    if problems:
-        die(
-            f"{len(problems)} problems with the {len(outputs)} outputs of {build_dir} "
-            f"(checked against {MANIFEST_NAME}):\n    " + "\n    ".join(problems),
-            hint="rebuild (invoke build --force) or fetch the outputs again; do not use these files",
-        )
+        if problems:  # inside the step: it ends as failed (✗), and the verdict comes after every check
+            die(
+                f"{len(problems)} problems with the {len(outputs)} outputs of {build_dir} "
+                f"(checked against {MANIFEST_NAME}):\n    " + "\n    ".join(problems),
+                hint="rebuild (invoke build --force) or fetch the outputs again; do not use these files",
+            )
     return outputs

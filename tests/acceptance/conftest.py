@@ -62,6 +62,13 @@ def _accept_chroot_urls(config: pytest.Config) -> None:
     paths = [s.removeprefix("chroot://") for s in specs]
     if not all(p.startswith("/") for p in paths):
         raise pytest.UsageError(f"--hosts={hosts}: write a chroot as chroot:///absolute/path")
+    for path in paths:  # one clear error instead of a run where every test fails (or a few pass) on nothing
+        if not Path(path).is_dir():
+            raise pytest.UsageError(f"--hosts=chroot://{path}: no such directory (give the image's file tree)")
+        if not (Path(path) / "etc" / "nodeimage-release").is_file():
+            raise pytest.UsageError(
+                f"--hosts=chroot://{path}: not a nodeimage image tree (no etc/nodeimage-release in it)"
+            )
     config.option.hosts = ",".join(paths)
     config.option.connection = "chroot"
 

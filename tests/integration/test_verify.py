@@ -104,6 +104,16 @@ def test_one_flipped_byte_is_named_with_both_digests(build_dir: Path) -> None:
     assert "node.qcow2: sha256" in proc.stderr and expected in proc.stderr
 
 
+def test_a_failed_verify_never_says_it_succeeded(build_dir: Path) -> None:
+    """The verdict comes after every check: no ✓ for the step when an output is damaged."""
+    (build_dir / "node.qcow2").write_bytes(b"damaged")
+    proc = _invoke_verify(build_dir)
+    assert proc.returncode == 1
+    assert "✓ Verifying" not in proc.stderr and "✗ Verifying" in proc.stderr
+    assert proc.stderr.index("✗ Verifying") < proc.stderr.index("error:")
+    assert "every output matches" not in proc.stdout
+
+
 def test_missing_and_truncated_outputs_are_all_reported(build_dir: Path) -> None:
     (build_dir / "node.qcow2").unlink()
     ova = build_dir / "node.ova"
