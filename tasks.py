@@ -5,6 +5,7 @@ Run `invoke --list` for the tasks and `invoke --help <task>` for their options.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import os
@@ -34,6 +35,42 @@ def _switches(c: Context | None, debug: bool, json: bool) -> None:
         os.environ["NODEIMAGE_JSON"] = "1"
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "the filesystem is full: free space there, or point --out / NODEIMAGE_CACHE elsewhere",
+    errno.EROFS: "the filesystem is read-only: choose a writable directory",
+    errno.EACCES: "permission denied: fix the permissions or choose another path",
+    errno.EPERM: "not permitted: run as the right user (root for image builds) or choose another path",
+    errno.EISDIR: "a directory is where a file was expected: give a file's path",
+    errno.ENOTDIR: "a file is where a directory was expected: give a directory",
+    errno.ENOENT: "it does not exist: check the path",
+    errno.EEXIST: "it already exists: remove it or choose another path",
+}
+
+
+def _os_error(exc: OSError) -> tuple[str, str]:
+    """One sentence for an OS error: the path(s), the reason, and what to do."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    reason = exc.strerror or str(exc)
+    message = f"{paths}: {reason}" if paths else reason
+    return message, _OS_HINTS.get(exc.errno or 0, "rerun with --debug for the traceback")
+
+
+def int_option(name: str, value: str, *, minimum: int = 0, default: int | None = None) -> int | None:
+    """An integer option given as text (invoke would crash with a traceback on `--cpus abc`)."""
+    if value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        from nodeimage.log import die
+
+        die(f"--{name.replace('_', '-')}: {value!r} is not a whole number of at least {minimum}",
+            hint=f"e.g. --{name.replace('_', '-')}={max(minimum, 2)}")  # fmt: skip
+    return number
+
+
 def _user_errors(fn: F) -> F:
     """Turn NodeimageError and Ctrl-C into one message and an exit code (tracebacks only with --debug), and give
     the task the --debug and --json options. Applied by :func:`task`; harmless if also applied by hand."""
@@ -53,6 +90,12 @@ def _user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             event("error", message="interrupted", hint=None)
             raise Exit("interrupted", code=130) from None
+        except OSError as exc:  # a filesystem or OS fault no check caught: still one message, naming the path
+            if debug_enabled():
+                traceback.print_exc()
+            message, hint = _os_error(exc)
+            event("error", message=message, hint=hint)
+            raise Exit(f"error: {message}\n  hint: {hint}", code=1) from None
 
     params = list(inspect.signature(fn).parameters.values())
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
@@ -93,7 +136,7 @@ def base(
     mirror: str = "http://deb.debian.org/debian",
     arch: str = "amd64",
     out: str = "build/base",
-    epoch: int = -1,
+    epoch: str = "",
 ) -> None:
     """Build (or reuse) a cloud-init-ready base disk image from a package mirror with mmdebstrap."""
     from pathlib import Path
@@ -108,7 +151,7 @@ def base(
         mirror=mirror,
         arch=arch,
         out_dir=Path(out),
-        epoch=None if epoch < 0 else epoch,
+        epoch=int_option("epoch", epoch),
     )
     result(str(image), path=str(image))
 
@@ -228,7 +271,7 @@ def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
     }
 )
 @_user_errors
-def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: int = 0, memory: int = 0) -> None:
+def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: str = "", memory: str = "") -> None:
     """Package an existing qcow2 as a reproducible OVA."""
     from pathlib import Path
 
@@ -238,8 +281,8 @@ def ova(c: Context, image: str, out: str = "", profile: str = "k8s-1.17", cpus: 
         Path(image),
         profile_name=profile,
         out=Path(out) if out else None,
-        cpus=cpus or None,
-        memory_mib=memory or None,
+        cpus=int_option("cpus", cpus, minimum=1),
+        memory_mib=int_option("memory", memory, minimum=256),
     )
     from nodeimage.fsutil import file_sha256
     from nodeimage.log import output

@@ -31,7 +31,7 @@ from nodeimage import distros, generalise
 from nodeimage.disk import FORMAT_VERSION as DISK_FORMAT_VERSION
 from nodeimage.disk import derive_hash_seed, tree_to_disk
 from nodeimage.distros import Distro, Release
-from nodeimage.fsutil import atomic_write, file_sha256
+from nodeimage.fsutil import atomic_write, check_writable_dir, file_sha256
 from nodeimage.log import debug, die, info, step, warn
 from nodeimage.run import run, which
 
@@ -211,6 +211,7 @@ def build_base(
     mirror = check_mirror(mirror)
     epoch = rel.epoch if epoch is None else int(epoch)
     out_dir = Path(out_dir)
+    check_writable_dir(out_dir, "the base image directory")
     image = out_dir / f"{dist.name}-{rel.codename}-{arch}.qcow2"
     sidecar = image.with_suffix(".json")
     inputs = base_inputs(dist, rel, mirror=mirror, arch=arch, epoch=epoch)

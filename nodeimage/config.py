@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from nodeimage import cni as cni_units
 from nodeimage.cni import Cni
 from nodeimage.distros import Distro, Release
 from nodeimage.formats import Format, resolve
+from nodeimage.fsutil import check_writable_dir
 from nodeimage.lock import ImageEntry, Lock, LockEntry, load_lock, lock_sha256
 from nodeimage.log import debug_enabled, die
 from nodeimage.paths import DEFAULT_LOCK, PACKER_DIR, PROVISION_DIR, REPO_ROOT
@@ -116,28 +116,6 @@ def parse_epoch(value: str | None) -> int:
             hint=f"set it to whole seconds from 0 to {MAX_EPOCH}, e.g. 1609459200 (2021-01-01), or unset it",
         )
     return int(value)
-
-
-def check_writable_dir(path: Path, what: str, *, output_root: bool = False) -> None:
-    """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise.
-
-    An ``output_root`` that does not exist is created and marked as nodeimage's (see nodeimage.outputs).
-    """
-    from nodeimage.outputs import make_output_root
-
-    try:
-        if output_root:
-            make_output_root(path)
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".nodeimage-write-test-"):
-            pass
-    except FileExistsError:
-        die(f"{what} {path} is not a directory", hint="give a directory (or a path where one can be created)")
-    except OSError as exc:
-        die(
-            f"{what} {path} is not writable: {exc.strerror or exc}",
-            hint="choose another directory (e.g. --out /var/tmp/nodeimage) or fix its permissions",
-        )
 
 
 def platform_of(arch: str) -> str:

@@ -134,3 +134,46 @@ def remove_work_dir(path: Path) -> None:
 
         die(f"cannot remove {path}: something is still mounted in it", hint=f"see `findmnt -R {path}`")
     shutil.rmtree(path, ignore_errors=True)
+
+
+def read_user_file(path: Path, what: str, hint: str) -> str:
+    """The text of a file the user named; one error naming it, what it should be and what to do otherwise."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        problem = "does not exist"
+    except IsADirectoryError:
+        problem = "is a directory"
+    except PermissionError:
+        problem = "cannot be read (permission denied)"
+    except UnicodeDecodeError:
+        problem = "is not a text file"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    from nodeimage.log import die
+
+    die(f"{what} {path} {problem}", hint=hint)
+
+
+def check_writable_dir(path: Path, what: str, *, output_root: bool = False) -> None:
+    """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise.
+
+    An ``output_root`` that does not exist is created and marked as nodeimage's (see nodeimage.outputs).
+    """
+    from nodeimage.log import die
+    from nodeimage.outputs import make_output_root
+
+    try:
+        if output_root:
+            make_output_root(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".nodeimage-write-test-"):
+            pass
+    except FileExistsError:
+        die(f"{what} {path} is not a directory", hint="give a directory (or a path where one can be created)")
+    except OSError as exc:
+        die(
+            f"{what} {path} is not writable: {exc.strerror or exc}",
+            hint="choose another directory (e.g. --out /var/tmp/nodeimage), free space, or fix its permissions",
+        )

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from nodeimage.fsutil import atomic_write
+from nodeimage.fsutil import atomic_write, read_user_file
 from nodeimage.log import die
 from nodeimage.refs import IMAGE_REF_RE
 
@@ -350,10 +350,7 @@ class _Checker:
 def load_lock(path: Path = DEFAULT_LOCK) -> Lock:
     """Read and validate a lock file; any problem is one error naming file, key and value."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        die(f"lock file not found: {path}", hint="give the right path with --lock-file")
+    text = read_user_file(path, "the lock file", "give its path with --lock-file (default artifacts.lock.yaml)")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

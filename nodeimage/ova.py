@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from nodeimage.fsutil import atomic_path
+from nodeimage.fsutil import atomic_path, check_writable_dir
 from nodeimage.log import NodeimageError, debug, die, info, progress, step
 from nodeimage.ovf import OvfDisk, check_name, parse_manifest, render_manifest, render_ovf
 from nodeimage.profiles import Profile, load_profile
@@ -60,11 +60,14 @@ def write_ova(
     if not 0 <= epoch < 8**11:
         die(f"epoch {epoch} does not fit a tar header", hint="use a Unix time from 0 to 8589934591")
     if not qcow2.is_file():
-        die(f"disk image not found: {qcow2}", hint="build it first: invoke build")
+        problem = "is a directory" if qcow2.is_dir() else "does not exist"
+        die(f"the disk image {qcow2} {problem}", hint="give the node.qcow2 a build wrote (invoke build)")
     which("qemu-img", "qemu-utils")
     capacity, populated = disk_sizes(qcow2)
     vmdk_name = f"{name}-disk1.vmdk"
-    out_ova.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out_ova.parent, "the OVA's directory")
+    if out_ova.is_dir():
+        die(f"the OVA {out_ova} is a directory", hint="give the path of the .ova file to write")
     with (
         step(f"Writing OVA {out_ova}"),
         tempfile.TemporaryDirectory(prefix=".nodeimage-ova-", dir=out_ova.parent) as tmp_name,
@@ -72,7 +75,7 @@ def write_ova(
         # The final member name, because qemu-img writes it into the VMDK.
         vmdk = Path(tmp_name) / vmdk_name
         with step("Converting to a streamOptimized VMDK"):
-            convert_to_vmdk(qcow2, vmdk)
+            convert_to_vmdk(qcow2, vmdk, space=out_ova.parent)
         cid = fix_cid(vmdk)
         vmdk_size = vmdk.stat().st_size
         if vmdk_size > USTAR_MAX_SIZE:
@@ -99,7 +102,7 @@ def disk_sizes(qcow2: Path) -> tuple[int, int]:
     return capacity, populated
 
 
-def convert_to_vmdk(qcow2: Path, vmdk: Path, every: float = 10.0) -> None:
+def convert_to_vmdk(qcow2: Path, vmdk: Path, every: float = 10.0, *, space: Path | None = None) -> None:
     """qemu-img's streamOptimized VMDK of ``qcow2`` (the one VMDK kind OVF importers take).
 
     The conversion compresses every cluster and takes about half a minute for
@@ -123,7 +126,7 @@ def convert_to_vmdk(qcow2: Path, vmdk: Path, every: float = 10.0) -> None:
     err = proc.stderr.read().decode(errors="replace").strip()
     if proc.wait() != 0:
         die(f"qemu-img could not convert {qcow2} to a VMDK (exit {proc.returncode}): {err}",
-            hint=f"is there space in {vmdk.parent}? (`df -h {vmdk.parent}`)")  # fmt: skip
+            hint=f"is there space in {space or vmdk.parent}? (`df -h {space or vmdk.parent}`)")  # fmt: skip
 
 
 def _descriptor_span(fh: io.BufferedRandom, path: Path) -> tuple[int, int]:

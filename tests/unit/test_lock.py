@@ -195,7 +195,7 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("artifacts: [unclosed\n")
     with pytest.raises(NodeimageError, match="not valid YAML"):
         load_lock(bad)
-    with pytest.raises(NodeimageError, match="lock file not found"):
+    with pytest.raises(NodeimageError, match="the lock file .* does not exist"):
         load_lock(tmp_path / "nope.yaml")
 
 
