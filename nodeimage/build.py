@@ -181,7 +181,7 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
         files = fetchmod.fetch(config.entries, mirror=config.mirror)
     with state.phase("images", f"copying and checking {len(config.images)} container images"):
         mirror = check_registry_mirror(config.registry_mirror) if config.registry_mirror else None
-        staged = stage_images(config.images, work / "images", mirror)
+        staged = stage_images(config.images, cache.root.parent / "images", mirror)
     base = f"{config.profile.base.source}: {config.distro.name} {config.release.codename}"
     with state.phase("base", f"base image ({base})"):
         base_image = resolve_base(config, files)
@@ -217,7 +217,8 @@ def _build(config: BuildConfig, state: BuildState, packer_info: packer.PackerInf
     ) as tree:
         if stack_entry is None:
             run_chroot_layers(tree, stage, ["stack"])
-            bake(tree, config.images, staged, epoch=config.epoch)
+            with state.phase("bake", f"baking {len(config.images)} container images into the image"):
+                bake(tree, config.images, staged, epoch=config.epoch)
             if not is_gpt(vm_disk):
                 cache.put_tree("stack", keys.stack, tree)
         state.layers["stack"] = keys.stack

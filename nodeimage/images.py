@@ -113,43 +113,62 @@ def _oci_manifest_digest(layout: Path) -> str:
     return str(manifests[0]["digest"])
 
 
-def _safe(ref: str) -> str:
-    return hashlib.sha256(ref.encode()).hexdigest()[:16]
+def _reusable(layout: Path, digest: str) -> bool:
+    """A staged layout whose index names the pinned manifest and holds its blob (else: copy it again)."""
+    try:
+        manifests = json.loads((layout / "index.json").read_text()).get("manifests", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    blob = layout / "blobs" / digest.replace(":", "/", 1)
+    return len(manifests) == 1 and manifests[0].get("digest") == digest and blob.is_file()
 
 
 def stage_images(images: Sequence[ImageEntry], staging: Path, mirror: Mirror | None) -> dict[str, Path]:
     """Copy every image into its own OCI layout under ``staging`` and check its digest; return ref -> layout.
 
-    Nothing is baked by this step: a digest that does not match stops the build here.
+    ``staging`` is a cache: a layout is named by the image's pinned digest, so a later build reuses it (its
+    digest checked again, its blobs checked by skopeo when baked). Nothing is baked by this step: a digest that
+    does not match stops the build here, and a mismatching copy is never kept.
     """
     staging.mkdir(parents=True, exist_ok=True)
     staged = {}
     with step(f"copying {len(images)} container images by digest and checking them"):
         for entry in images:
+            assert entry.digest, entry.ref
+            layout = staging / entry.digest.replace(":", "-")
+            if _reusable(layout, entry.digest):
+                info(f"ok {entry.ref} {entry.digest} (already copied)")
+                staged[entry.ref] = layout
+                continue
             src, flags = source(entry, mirror)
-            layout = staging / _safe(entry.ref)
-            shutil.rmtree(layout, ignore_errors=True)
+            part = staging / f".{layout.name}.part-{os.getpid()}"
+            shutil.rmtree(part, ignore_errors=True)
             arch = entry.platform.split("/")[1]
-            proc = run(
-                [_skopeo(), "copy", "--quiet", "--preserve-digests", f"--override-arch={arch}", "--override-os=linux",
-                 *flags, src, f"oci:{layout}:{split(entry.ref)[2]}"],
-                check=False, capture=True, timeout=1800,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                err = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-                die(
-                    f"cannot copy the container image {entry.ref} pinned at {entry.digest} from {src}:\n    "
-                    + "\n    ".join(err),
-                    hint="a registry serves a pinned image by its digest; a changed or missing image is refused. "
-                    "Check the mirror's copy, or the lock entry",
-                )
-            got = _oci_manifest_digest(layout)
-            if got != entry.digest:
-                die(
-                    f"digest mismatch for the container image {entry.ref}: expected {entry.digest}, got {got} "
-                    f"(from {src})",
-                    hint="the mirror's image is not the one the lock pins; nothing was baked",
-                )
+            try:
+                proc = run(
+                    [_skopeo(), "copy", "--quiet", "--preserve-digests", f"--override-arch={arch}",
+                     "--override-os=linux", *flags, src, f"oci:{part}:{split(entry.ref)[2]}"],
+                    check=False, capture=True, timeout=1800,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    err = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+                    die(
+                        f"cannot copy the container image {entry.ref} pinned at {entry.digest} from {src}:\n    "
+                        + "\n    ".join(err),
+                        hint="a registry serves a pinned image by its digest; a changed or missing image is refused. "
+                        "Check the mirror's copy, or the lock entry",
+                    )
+                got = _oci_manifest_digest(part)
+                if got != entry.digest:
+                    die(
+                        f"digest mismatch for the container image {entry.ref}: expected {entry.digest}, got {got} "
+                        f"(from {src})",
+                        hint="the mirror's image is not the one the lock pins; nothing was baked",
+                    )
+                shutil.rmtree(layout, ignore_errors=True)
+                os.replace(part, layout)
+            finally:
+                shutil.rmtree(part, ignore_errors=True)
             info(f"ok {entry.ref} {got}")
             staged[entry.ref] = layout
     return staged

@@ -8,8 +8,8 @@ builds that are no longer running, base images with their records) and
 keeps everything else: cluster directories (CA keys, tokens: only `invoke
 down --purge` removes them) and files it does not recognise.
 
-The download and layer caches are emptied by name (``sha256/``, ``sha512/``,
-``partial/``, ``layers/``, ``probe/``), never by removing the cache directory,
+The download, image, layer and probe caches are emptied by name (``sha256/``,
+``sha512/``, ``partial/``, ``images/``, ``layers/``, ``probe/``), never by removing the cache directory,
 so ``NODEIMAGE_CACHE`` pointing at a directory that holds other things is safe.
 """
 
@@ -29,7 +29,7 @@ MARKER = ".nodeimage-output"
 MARKER_TEXT = "This directory was created by nodeimage for build outputs; `invoke clean` may empty it.\n"
 BUILD_FILES = ("build-manifest.json", ".nodeimage-build-state.json")
 WORK_RE = re.compile(r"^\.work-(?P<profile>.+)-(?P<pid>\d+)$")
-CACHE_PARTS = ("sha256", "sha512", "partial", "layers", "probe")
+CACHE_PARTS = ("sha256", "sha512", "partial", "layers", "probe", "images")
 
 
 def make_output_root(root: Path) -> None:

@@ -112,6 +112,28 @@ def test_a_tag_that_moved_on_the_mirror_stops_the_build_before_anything_is_baked
     entries = load_lock(lock).images
     with pytest.raises(NodeimageError, match=r"digest mismatch for the container image registry.k8s.io/pause:3.1"):
         stage_images(entries, tmp_path / "staging", Mirror(path=tampered))
+    pause = load_lock(lock).image(PAUSE, PLATFORM)
+    assert not (tmp_path / "staging" / pause.digest.replace(":", "-")).exists()  # a bad copy is never kept
+    assert not list((tmp_path / "staging").glob(".*part*"))
+
+
+def test_staged_images_are_reused_by_digest(standins: tuple[Path, Path], tmp_path: Path) -> None:
+    """The staging area is a cache: a second build copies nothing, and a copy that no longer matches is redone."""
+    lock, images = standins
+    entries = load_lock(lock).images
+    first = stage_images(entries, tmp_path / "staging", Mirror(path=images))
+    stamp = {ref: (p / "index.json").stat().st_mtime_ns for ref, p in first.items()}
+    again = stage_images(entries, tmp_path / "staging", Mirror(path=images))
+    assert again == first
+    assert {ref: (p / "index.json").stat().st_mtime_ns for ref, p in again.items()} == stamp
+    broken = first[PAUSE]
+    (broken / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')  # a damaged cache entry
+    redone = stage_images(entries, tmp_path / "staging", Mirror(path=images))
+    assert redone[PAUSE] == broken
+    assert (broken / "index.json").stat().st_mtime_ns != stamp[PAUSE]
+    assert json.loads((broken / "index.json").read_text())["manifests"][0]["digest"] == (
+        load_lock(lock).image(PAUSE, PLATFORM).digest
+    )
 
 
 def test_a_build_with_a_tampered_image_fails_before_the_base_image(standins: tuple[Path, Path], registry: str,
