@@ -7,16 +7,20 @@ PY      := $(VENV)/bin/python
 INVOKE  := $(VENV)/bin/invoke
 PROFILE ?= k8s-1.17
 
-.PHONY: help deps venv doctor build test test-fast lint bench clean
+.PHONY: help deps venv doctor build test test-fast test-real lint bench clean
 
 help:
 	@echo "make deps      install the missing Debian packages of deps/apt-packages.txt (root)"
 	@echo "make build     record missing digests (invoke lock), then build the $(PROFILE) image (invoke build)"
 	@echo "make test      run every test: lint, unit, integration, e2e build + boot"
 	@echo "make test-fast run lint, unit and integration tests only"
+	@echo "make test-real build $(PROFILE) from upstream, boot a cluster, run every acceptance layer (internet)"
+	@echo "make venv      create .venv with the pinned Python dependencies (pyproject.toml)"
 	@echo "make doctor    check tools, KVM and disk (invoke doctor)"
+	@echo "make lint      ruff and shellcheck over every file the project ships"
 	@echo "make bench     run the benchmarks in bench/"
-	@echo "make clean     remove build outputs"
+	@echo "make clean     remove build outputs (never cluster secrets; invoke clean --help)"
+	@echo "make help      this list"
 
 deps:
 	bash deps/install.sh
@@ -43,6 +47,10 @@ test: deps venv
 
 test-fast: deps venv
 	$(INVOKE) test --fast
+
+# the real upstream path (needs internet and, for a usable speed, KVM): lock, build, boot a cluster, all suites
+test-real: deps venv
+	$(INVOKE) test-real --profile $(PROFILE)
 
 lint: venv
 	$(VENV)/bin/ruff check .

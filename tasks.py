@@ -384,12 +384,15 @@ def fetch(c: Context, profile: str = "k8s-1.17", mirror: str = "", lock_file: st
         "control_plane_ip": "the control plane's private address (default: --ip for a control plane; "
         "a worker takes it from the cluster)",
         "endpoint": "API server endpoint HOST:PORT (default <control-plane-ip>:6443)",
-        "profile": "profile giving the Kubernetes version, pod and service CIDRs (default k8s-1.17)",
-        "pod_cidr": "override the profile's pod CIDR (becomes Weave's IPALLOC_RANGE)",
-        "out": "directory for user-data, meta-data, network-config and seed.iso "
-        "(default <state-dir>/<cluster>/nodes/<name>)",
+        "profile": "profile giving the Kubernetes version, pod and service CIDRs (default k8s-1.17); a worker's "
+        "profile must have the Kubernetes version recorded in the cluster's cluster.yaml",
+        "pod_cidr": "override the profile's pod CIDR (becomes Weave's IPALLOC_RANGE); control plane only: a worker "
+        "takes the cluster's, and another value is an error",
+        "out": "put the seed in a new 0700 directory DIR/<cluster>-<name>/ (DIR is created 0700 if missing, and "
+        "otherwise never changed); default <state-dir>/<cluster>/nodes/<name>/",
         "state_dir": "where cluster directories live (default build/clusters)",
-        "ssh_key": "public key file authorised for the 'nodeimage' admin user",
+        "ssh_key": "OpenSSH public key file (.pub) authorised for the 'nodeimage' admin user: ssh-ed25519, "
+        "ecdsa-sha2-nistp256/384/521, ssh-rsa, sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com",
         "nat_nic": "first NIC (DHCP, outbound): interface name or MAC (default ens3)",
         "private_nic": "second NIC (static --ip): interface name or MAC (default ens4)",
         "token_file": "file holding a bootstrap token to use instead of a random one (never pass it as an argument)",
@@ -413,9 +416,14 @@ def seed(
     private_nic: str = "ens4",
     token_file: str = "",
 ) -> None:
-    """Render a node's cloud-init seed (user-data, meta-data, network-config, seed ISO) for a cluster."""
+    """Render a node's cloud-init seed (user-data, meta-data, network-config, seed ISO) for a cluster.
+
+    Refused, with nothing written: a name or address another node of the cluster has, a second control
+    plane, and worker options the cluster decides (--pod-cidr, a profile of another Kubernetes version).
+    """
     from pathlib import Path
 
+    from nodeimage.nodespec import read_ssh_public_key, read_token_file
     from nodeimage.profiles import load_profile
     from nodeimage.seed import NodeSpec, seed_node
 
@@ -428,19 +436,21 @@ def seed(
             ip=ip,
             nat_nic=nat_nic,
             private_nic=private_nic,
-            ssh_public_key=Path(ssh_key).read_text().strip() if ssh_key else None,
+            ssh_public_key=read_ssh_public_key(Path(ssh_key)) if ssh_key else None,
         ),
         kubernetes_version=prof.kubernetes.version,
         pod_cidr=pod_cidr or prof.kubernetes.pod_cidr,
+        pod_cidr_given=bool(pod_cidr),
         service_cidr=prof.kubernetes.service_cidr,
         control_plane_ip=control_plane_ip or None,
         endpoint=endpoint or None,
         state_dir=Path(state_dir) if state_dir else None,
         out_dir=Path(out) if out else None,
-        token=Path(token_file).read_text().strip() if token_file else None,
+        token=read_token_file(Path(token_file)) if token_file else None,
         image_repository=prof.kubernetes.image_repository,
+        profile=prof.name,
     )
-    print(iso)
+    result(str(iso), path=str(iso))
 
 
 @task(help={"build_dir": "the build directory holding build-manifest.json, e.g. build/k8s-1.17"})
@@ -505,7 +515,7 @@ def repro(
 
 @task(
     help={
-        "workers": "number of worker VMs besides the control plane (0-8)",
+        "workers": "number of worker VMs besides the control plane: a whole number 0-8 (default 1)",
         "image": "node image to boot (never modified: each VM runs on an overlay); default build/<profile>/node.qcow2",
         "cluster": "cluster name (its secrets, seeds and state live in <state-dir>/<cluster>/)",
         "profile": "profile giving the Kubernetes version and CIDRs (default k8s-1.17)",
@@ -519,7 +529,7 @@ def repro(
 @_user_errors
 def up(
     c: Context,
-    workers: int = 1,
+    workers: str = "1",
     image: str = "",
     cluster: str = "local",
     profile: str = "k8s-1.17",
@@ -540,7 +550,7 @@ def up(
         wait=not no_wait,
         cluster=cluster,
         image=Path(image) if image else Path("build") / prof.name / "node.qcow2",
-        workers=workers,
+        workers=int_option("workers", workers, default=1),
         kubernetes_version=prof.kubernetes.version,
         pod_cidr=prof.kubernetes.pod_cidr,
         service_cidr=prof.kubernetes.service_cidr,
@@ -558,12 +568,14 @@ def up(
     help={
         "cluster": "cluster name (default local)",
         "state_dir": "where cluster directories live (default build/clusters)",
-        "purge": "also delete the cluster's secrets, seeds and kubeconfig",
+        "purge": "delete the cluster's directory (CA key, token, seeds, kubeconfig) instead of stopping it; "
+        "refused while any of its VMs runs: `invoke down` first",
     }
 )
 @_user_errors
 def down(c: Context, cluster: str = "local", state_dir: str = "", purge: bool = False) -> None:
-    """Stop a local cluster's VMs and private network and free their ports and overlays."""
+    """Stop a local cluster's VMs and private network and free their ports and overlays (even without its
+    state.json: by the VMs' pid files, signalling only the qemu each names)."""
     from pathlib import Path
 
     from nodeimage.cluster import down as cluster_down
@@ -623,14 +635,49 @@ def acceptance(
         raise Exit(f"acceptance suite failed (pytest exit code {rc})", code=rc)
 
 
-@task(help={"which": "which benchmark: build, ova or all (default all)"})
+@task(
+    help={
+        "profile": "profile to build from upstream (default k8s-1.17)",
+        "cluster": "name of the cluster it boots (default real; its secrets stay in build/clusters/<name>/)",
+        "keep": "leave the cluster running after the suite (default: `invoke down` it, keeping its secrets)",
+    }
+)
+def test_real(c: Context, profile: str = "k8s-1.17", cluster: str = "real", keep: bool = False) -> None:
+    """Lock, build from upstream, boot a control plane and a worker, and run every acceptance layer.
+
+    The real path in one command (image, first-boot and cluster layers of the suite, against the real
+    binaries). Needs the upstream hosts (internet) and, for a usable speed, KVM.
+    """
+    from nodeimage.log import info, step
+
+    with step(f"test-real: {profile} from upstream"):
+        lock(c, profile=profile)
+        build(c, profile=profile)
+        up(c, profile=profile, cluster=cluster)
+        try:
+            acceptance(c, cluster=cluster)
+        finally:
+            if keep:
+                info(f"cluster {cluster} is left running: `invoke down --cluster {cluster}`")
+            else:
+                down(c, cluster=cluster)
+
+
+@task(help={"which": "which benchmark: build, layers, images, ova or all (default all)"})
 def bench(c: Context, which: str = "all") -> None:
     """Run the benchmarks in bench/ and print their figures (they never fail on a timing)."""
     import sys
 
-    scripts = {"build": "bench/build_bench.py", "ova": "bench/ova_bench.py"}
+    scripts = {
+        "build": "bench/build_bench.py",
+        "layers": "bench/layers_bench.py",
+        "images": "bench/images_bench.py",
+        "ova": "bench/ova_bench.py",
+    }
     if which not in (*scripts, "all"):
-        raise Exit(f"invalid --which value: {which!r}; expected one of build, ova, all", code=2)
+        from nodeimage.log import die
+
+        die(f"invalid --which value: {which!r}", hint=f"expected one of {', '.join(scripts)}, all")
     for name, script in scripts.items():
         if which in (name, "all"):
             c.run(f"{sys.executable} {script}", echo=True, pty=False)

@@ -18,31 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.standins.make_standins import make_standins  # noqa: E402
-
-PROFILE = "k8s-1.17-debian12"
-
-
-def invoke(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True, text=True, check=False
-    )
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"invoke {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed, proc.stdout + proc.stderr
+from common import PROFILE, bench_setup, invoke
 
 
 def main() -> None:
@@ -50,21 +30,20 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work directory to use and keep (default: a temporary one)")
     opts = parser.parse_args()
     work = opts.keep or Path(tempfile.mkdtemp(prefix="nodeimage-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    lock, mirror = make_standins(REPO / "artifacts.lock.yaml", work / "standins")
-    env = {**os.environ, "NODEIMAGE_CACHE": str(work / "cache")}
-    out = work / "out"
-    common = ["--profile", PROFILE, f"--lock-file={lock}", f"--mirror={mirror}"]
-
-    base_s, _ = invoke(["base", "--out", str(out / "base")], env)
-    build_s, _ = invoke(["build", *common, f"--out={out}", "--suite-args=--standins"], env)
-    noop_s, noop_log = invoke(["build", *common, f"--out={out}", "--suite-args=--standins"], env)
-    _, fetch_log = invoke(["fetch", *common], env)
+    with bench_setup(work) as b:
+        env, out = b.env, work / "out"
+        common = ["--profile", PROFILE, f"--lock-file={b.lock}", f"--mirror={b.mirror}"]
+        build = [*common, f"--registry-mirror={b.registry}", f"--out={out}", "--suite-args=--standins"]
+        base_s, _ = invoke(["base", "--out", str(out / "base")], env)
+        build_s, _ = invoke(["build", *build], env)
+        noop_s, noop_log = invoke(["build", *build], env)
+        _, fetch_log = invoke(["fetch", *common], env)
 
     manifest = json.loads((out / PROFILE / "build-manifest.json").read_text())
     image = out / PROFILE / "node.qcow2"
     base = next((out / "base").glob("*.qcow2"))
-    artifacts = sum(p.stat().st_size for p in (work / "cache").rglob("*") if p.is_file() and p.suffix != ".name")
+    artifacts = sum(p.stat().st_size for d in ("sha256", "sha512") for p in (work / "cache" / d).rglob("*")
+                    if p.is_file())  # fmt: skip
     second_fetch = re.search(r"\((?:[^()]*), (\d+) bytes\)", fetch_log)
 
     print(f"nodeimage build benchmark ({PROFILE}, stand-in artifacts, accelerator {manifest['accelerator']})")
