@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from nodeimage import fetch as fetchmod
+from nodeimage import transfer
 from nodeimage.fetch import cache_dir, fetch, fetch_profile, lock, mirror_url, parse_checksums
 from nodeimage.lock import Lock, LockEntry, load_lock, save_lock
 from nodeimage.log import NodeimageError
@@ -146,7 +147,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("NODEIMAGE_CACHE", str(cache))
     monkeypatch.delenv("NODEIMAGE_MIRROR", raising=False)
-    monkeypatch.setattr(fetchmod, "BACKOFF", 0.01)
+    monkeypatch.setattr(transfer, "BACKOFF", 0.01)
     return cache
 
 
@@ -251,7 +252,7 @@ def test_damaged_cache_file_is_downloaded_again(server: ServerState, isolated: P
 
 
 def test_resume_after_dropped_connection(server: ServerState, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetchmod, "ATTEMPTS", 2)
+    monkeypatch.setattr(transfer, "ATTEMPTS", 2)
     e = entry()
     server.publish(e.url, PAYLOAD)
     quarter = len(PAYLOAD) // 4
@@ -292,7 +293,7 @@ def test_server_ignoring_range_gives_a_full_download(server: ServerState, isolat
 def test_stalled_transfer_hits_the_read_timeout_and_resumes(
     server: ServerState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fetchmod, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(transfer, "READ_TIMEOUT", 0.3)
     e = entry()
     server.publish(e.url, PAYLOAD)
     server.stall[server.mirror_path(e.url)] = (1.5, 1)
@@ -356,7 +357,7 @@ def test_ctrl_c_leaves_only_a_resumable_part(
 ) -> None:
     e = entry()
     server.publish(e.url, PAYLOAD)
-    monkeypatch.setattr(fetchmod, "CHUNK", 64 << 10)
+    monkeypatch.setattr(transfer, "CHUNK", 64 << 10)
     real_update = fetchmod._Progress.update
 
     def interrupt(self: fetchmod._Progress, n: int) -> None:
@@ -546,7 +547,7 @@ def test_unreachable_upstream_fails_fast_with_mirror_hint(url: str, isolated: Pa
 
 
 def test_connect_timeout_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetchmod, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(transfer, "CONNECT_TIMEOUT", 1.0)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
