@@ -163,6 +163,9 @@ def build(
     packer_info = packer.find_packer()
     with exclusive(config):
         remove_stale_work_dirs(config)
+        if not force and up_to_date(config.out_dir, digest):  # another build of these inputs finished meanwhile
+            info(f"{config.out_dir}: up to date (the build this one waited for made it)")
+            return config.out_dir
         work = config.out_root / f".work-{config.profile.name}-{os.getpid()}"
         if work.exists():
             remove_work_dir(work)
