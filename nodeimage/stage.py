@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def cni_manifest(config: BuildConfig, manifest_file: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         die(f"cannot read the {config.cni.name} manifest {manifest_file} ({entry.label}): {exc}")
     manifest = config.cni.load(text, f"{entry.label} ({entry.url})")
-    return config.cni.set_images(manifest, config.profile.cni.image_repository)
+    return config.cni.set_images(manifest, config.profile.cni.image_repository, entry.version)
 
 
 def build_record(config: BuildConfig) -> dict[str, Any]:
@@ -185,8 +186,15 @@ def release_file(config: BuildConfig) -> str:
     for e in sorted(config.components(), key=lambda e: e.name):
         pairs.append((re.sub(r"[^A-Z0-9]", "_", e.name.upper()) + "_VERSION", e.version))
     pairs.append(("LOCK_SHA256", config.lock_sha256))
+    # The fields of image-builder's /etc/image-builder-release (images/capi/ansible/roles/node/tasks/main.yml,
+    # kubernetes-sigs/image-builder main@ae63061), so tools that read an image's Kubernetes version there find it
+    # here too: KUBERNETES_VERSION above; the builder's version; its commit (image-builder fills it for Azure
+    # only: empty here); the build date, which is the build's SOURCE_DATE_EPOCH (nothing time-specific).
+    pairs.append(("IMAGE_BUILDER_VERSION", f"nodeimage-{__version__}"))
+    pairs.append(("IMAGE_BUILDER_COMMIT", ""))
+    pairs.append(("BUILD_DATE", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(config.epoch))))
     for key, value in pairs:
-        if not _TOKEN.match(value):
+        if value and not _TOKEN.match(value):
             die(f"value for {key} in {RELEASE_FILE} is not a plain token: {value!r}")
     return "".join(f"{k}={v}\n" for k, v in pairs)
 
@@ -197,6 +205,8 @@ def node_files(config: BuildConfig, files: dict[str, Path]) -> list[File]:
         "stack": config.stack.name,
         "kubernetes_version": config.profile.kubernetes.version,
         "runtime_class": config.stack.runtime_class(),
+        # What first boot runs (as root) to decide whether this node may run Kata pods.
+        "kata_check": list(config.stack.kata_check),
         "cni": {
             "name": config.cni.name,
             "manifest": f"{SHARE}/cni-manifest.json",

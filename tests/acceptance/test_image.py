@@ -416,6 +416,17 @@ def test_release_file_matches_profile(host: Any, expected: Expected):
     assert release.get("NODEIMAGE_VERSION")
 
 
+def test_release_file_has_image_builders_fields(host: Any, expected: Expected):
+    """What tools that read image-builder's /etc/image-builder-release look for (kubernetes-sigs/image-builder
+    images/capi/ansible/roles/node/tasks/main.yml): the builder's version, its commit, the Kubernetes version,
+    the build date."""
+    release = parse_key_values(_read(host, "/etc/nodeimage-release"))
+    assert {"IMAGE_BUILDER_VERSION", "IMAGE_BUILDER_COMMIT", "KUBERNETES_VERSION", "BUILD_DATE"} <= set(release)
+    assert release["IMAGE_BUILDER_VERSION"].startswith("nodeimage-")
+    assert release["KUBERNETES_VERSION"] == expected.kubernetes
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", release["BUILD_DATE"]), release["BUILD_DATE"]
+
+
 @pytest.mark.parametrize("unit", ["apt-daily.timer", "apt-daily-upgrade.timer"])
 def test_apt_timer_off(host: Any, unit: str):
     state = host.run("systemctl is-enabled %s", unit).stdout.strip()
