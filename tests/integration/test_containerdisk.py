@@ -143,17 +143,26 @@ def test_umoci_unpacks_the_disk_owned_by_qemu_and_read_only(
 
 @needs_skopeo
 @pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry is not installed")
+@pytest.mark.parametrize("preserve", [False, True], ids=["gzip-in-transit", "preserve-digests"])
 def test_the_readme_push_recipe_reaches_a_registry_and_back(
-    archive: tuple[Path, dict[str, str]], qcow2: Path, tmp_path: Path
+    archive: tuple[Path, dict[str, str]], qcow2: Path, tmp_path: Path, preserve: bool
 ) -> None:
     path, digests = archive
+    flags = ["--preserve-digests"] if preserve else []
     with running_registry(tmp_path / "registry") as url:
         ref = f"docker://{url.removeprefix('http://')}/nodeimage/node:{TAG}"
-        # README: skopeo copy oci-archive:node.containerdisk.tar docker://REGISTRY/IMAGE:TAG
-        sh("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{path}", ref)
+        # README: skopeo copy [--preserve-digests] oci-archive:node.containerdisk.tar docker://REGISTRY/IMAGE:TAG
+        sh("skopeo", "copy", "--quiet", *flags, "--dest-tls-verify=false", f"oci-archive:{path}", ref)
+        pushed = json.loads(sh("skopeo", "inspect", "--tls-verify=false", ref))
+        raw = json.loads(sh("skopeo", "inspect", "--tls-verify=false", "--raw", ref))
         config = json.loads(sh("skopeo", "inspect", "--tls-verify=false", "--config", ref))
-        assert config["rootfs"]["diff_ids"] == [digests["layer"]]
         sh("skopeo", "copy", "--quiet", "--src-tls-verify=false", ref, f"oci:{tmp_path / 'pulled'}:{TAG}")
+    assert config["rootfs"]["diff_ids"] == [digests["layer"]]
+    if preserve:  # the registry serves the build's own, reproducible digest
+        assert pushed["Digest"] == digests["manifest"]
+    else:  # skopeo compressed the layer on the way: another digest, the same layer content
+        assert raw["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        assert pushed["Digest"] != digests["manifest"]
     content, entry, _, diff_id = read_layout_disk(tmp_path / "pulled", TAG)
     assert diff_id == digests["layer"]
     assert (entry.uid, entry.gid, entry.mode) == (DISK_UID, DISK_GID, DISK_MODE)
