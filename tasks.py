@@ -179,7 +179,7 @@ def doctor(c: Context, build_dir: str = "build") -> None:
         "registry_mirror": "registry (http(s)://HOST[:PORT][/PREFIX]) or OCI-layout directory to copy the "
         "container images from instead of their registries (<mirror>/<registry>/<repository>); "
         "also NODEIMAGE_REGISTRY_MIRROR",
-        "formats": "comma-separated output formats: qcow2 (always), ova; default from the profile",
+        "formats": "comma-separated output formats: qcow2 (always), ova, containerdisk (spdx-json is always written); default from the profile",
         "out": "output root; the image goes to <out>/<profile>/ (default build)",
         "skip_suite": "do not run the image acceptance suite on the result (not recommended)",
         "suite_args": "extra arguments for the image suite's pytest run, e.g. '--standins'",
@@ -469,7 +469,7 @@ def verify(c: Context, build_dir: str = "build/k8s-1.17") -> None:
     help={
         "profile": "profile to build twice (default k8s-1.17)",
         "out": "where the two builds go: <out>/a and <out>/b (default build/repro)",
-        "formats": "output formats to build and compare (default qcow2,ova)",
+        "formats": "output formats to build and compare (default qcow2,ova,containerdisk)",
         "mirror": "mirror directory or base URL for the artifacts (default $NODEIMAGE_MIRROR)",
         "lock_file": "lock file to build from (default artifacts.lock.yaml)",
         "suite": "also run the image suite in each build",
@@ -481,7 +481,7 @@ def repro(
     c: Context,
     profile: str = "k8s-1.17",
     out: str = "build/repro",
-    formats: str = "qcow2,ova",
+    formats: str = "qcow2,ova,containerdisk",
     mirror: str = "",
     lock_file: str = "",
     suite: bool = False,

@@ -365,7 +365,7 @@ def build_twice(
     profile: str,
     *,
     out_root: Path,
-    formats: str = "qcow2,ova",
+    formats: str = "qcow2,ova,containerdisk",
     mirror: str | None = None,
     lock_file: Path | None = None,
     run_suite: bool = False,
