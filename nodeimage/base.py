@@ -49,8 +49,10 @@ ARCHES = ("amd64",)
 
 CLOUD_CFG = """\
 # nodeimage base: take configuration from a NoCloud seed (a volume labelled
-# cidata), else run with none; keep the mirror the image was built from.
-datasource_list: [ NoCloud, None ]
+# cidata; nodeimage's seeds, Proxmox, plain qemu) or a config drive (OpenStack,
+# and Cluster API Provider KubeVirt, which hands its user-data over on one),
+# else run with none; keep the mirror the image was built from.
+datasource_list: [ NoCloud, ConfigDrive, None ]
 apt:
   preserve_sources_list: true
 # The base has no locales package: C.UTF-8 needs no generation.

@@ -219,7 +219,7 @@ def test_configure_tree_generalises(tmp_path: Path) -> None:
     assert not any((tree / "var" / "lib" / "cloud").iterdir())  # cloud-init clean --seed: the state is gone
     assert not (tree / "vmlinuz.old").is_symlink()
     cfg = (etc / "cloud" / "cloud.cfg.d" / "90_nodeimage.cfg").read_text()
-    assert "datasource_list: [ NoCloud, None ]" in cfg
+    assert "datasource_list: [ NoCloud, ConfigDrive, None ]" in cfg
     assert "preserve_sources_list: true" in cfg
     assert "source /etc/network/interfaces.d/*" in (etc / "network" / "interfaces").read_text()
     link = etc / "systemd" / "system" / "multi-user.target.wants" / "nodeimage-ssh-hostkeys.service"
@@ -232,7 +232,7 @@ def test_configure_tree_generalises(tmp_path: Path) -> None:
 def test_cloud_cfg_is_valid_yaml_with_the_datasources() -> None:
     yaml = pytest.importorskip("yaml")
     cfg = yaml.safe_load(base.CLOUD_CFG)
-    assert cfg["datasource_list"] == ["NoCloud", "None"]
+    assert cfg["datasource_list"] == ["NoCloud", "ConfigDrive", "None"]
     assert cfg["ssh_genkeytypes"] == ["rsa", "ecdsa", "ed25519"]
 
 
