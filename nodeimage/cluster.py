@@ -6,10 +6,22 @@ written), waits for SSH, then for each node's first boot to end, and copies
 the admin kubeconfig out once the control plane's bootstrap succeeded.
 What is running is recorded in ``<cluster dir>/state.json`` so that ``down``
 (another process, later) can stop exactly that and free everything.
+
+``down`` does not depend on that record: each VM's qemu writes
+``<cluster dir>/vms/<node>/<node>.pid`` and the private network hub
+``vms/private-net.pid``, and ``down`` stops what those name when
+``state.json`` is missing or corrupt. A pid is signalled only when
+``/proc/<pid>/cmdline`` shows the process is that qemu (``-pidfile`` naming
+that very file) or that hub, so a pid reused by another process is left
+alone. ``down --purge`` deletes the cluster directory (CA key, token, seeds,
+kubeconfig) and refuses while any of its VMs runs; nothing outside the
+cluster directory is ever deleted, and a state file that names paths
+outside it is treated as corrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -22,8 +34,8 @@ from pathlib import Path
 from nodeimage import vm
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import NodeimageError, die, info, step, warn
-from nodeimage.nodespec import API_PORT, NodeSpec, cluster_params
-from nodeimage.secrets import cluster_dir, create_cluster
+from nodeimage.nodespec import API_PORT, NodeSpec, cluster_params, os_errors
+from nodeimage.secrets import DEFAULT_STATE_DIR, cluster_dir, create_cluster
 from nodeimage.seed import ADMIN_USER, seed_node
 from nodeimage.sshkey import generate_keypair
 
@@ -34,6 +46,24 @@ MAX_WORKERS = 8
 SUCCESS = "/run/nodeimage/bootstrap-success.complete"
 FAILURE = "/run/nodeimage/bootstrap-failure"
 BOOTSTRAP_LOG = "/var/log/nodeimage-bootstrap.log"
+
+
+class StateFileError(NodeimageError):
+    """``state.json`` exists but is not the record ``up`` writes (``down`` recovers without it)."""
+
+
+def down_command(directory: Path, *, purge: bool = False) -> str:
+    """The `invoke down` command line for the cluster in ``directory`` (for hints)."""
+    extra = "" if directory.parent == DEFAULT_STATE_DIR.resolve() else f" --state-dir {directory.parent}"
+    return f"invoke down --cluster {directory.name}{extra}" + (" --purge" if purge else "")
+
+
+def _vms(n: int) -> str:
+    return f"{n} VM" if n == 1 else f"{n} VMs"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 @dataclass
@@ -85,21 +115,46 @@ class ClusterState:
 
     @classmethod
     def load(cls, directory: Path) -> ClusterState | None:
+        """The recorded state, None when there is none; :class:`StateFileError` when it is corrupt."""
         path = directory / "state.json"
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return None
-        data = json.loads(path.read_text())
-        return cls(
-            cluster=data["cluster"],
-            directory=directory,
-            image=Path(data["image"]),
-            accel=data["accel"],
-            ssh_key=Path(data["ssh_key"]),
-            net=vm.PrivateNet.from_dict(data["net"]) if data.get("net") else None,
-            nodes=[NodeState.from_dict(n) for n in data["nodes"]],
-            kubeconfig=Path(data["kubeconfig"]) if data.get("kubeconfig") else None,
-            api_port=data.get("api_port"),
-        )
+        try:
+            data = json.loads(path.read_text())
+            state = cls(
+                cluster=data["cluster"],
+                directory=directory,
+                image=Path(data["image"]),
+                accel=data["accel"],
+                ssh_key=Path(data["ssh_key"]),
+                net=vm.PrivateNet.from_dict(data["net"]) if data.get("net") else None,
+                nodes=[NodeState.from_dict(n) for n in data["nodes"]],
+                kubeconfig=Path(data["kubeconfig"]) if data.get("kubeconfig") else None,
+                api_port=data.get("api_port"),
+            )
+            state._check(directory)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise StateFileError(
+                f"cluster state {path} is corrupt: not the JSON record `invoke up` writes ({detail})",
+                hint=f"`{down_command(directory)}` stops the cluster's VMs by their pid files and removes it "
+                "(the CA key, token and seeds stay); then start the cluster again",
+            ) from None
+        return state
+
+    def _check(self, directory: Path) -> None:
+        """Refuse a record that would make ``down`` signal pid 0/1 or delete files outside the cluster's vms/."""
+        vms = directory / "vms"
+        if self.cluster != directory.name:
+            raise ValueError(f"it is the record of cluster {self.cluster!r}")
+        for node in self.nodes:
+            m = node.vm
+            if m.workdir != vms / m.name or not all(_inside(p, m.workdir) for p in (m.overlay, m.monitor)):
+                raise ValueError(f"node {node.name!r} names files outside {vms}")
+            if m.pid <= 1:
+                raise ValueError(f"node {node.name!r} has pid {m.pid}")
+        if self.net is not None and (self.net.log.parent != vms or self.net.pid <= 1):
+            raise ValueError("its private network entry is not this cluster's")
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -130,8 +185,27 @@ def node_addresses(network: str, workers: int) -> list[tuple[str, str, str]]:
     return nodes
 
 
-def _alive(state: ClusterState) -> list[NodeState]:
-    return [n for n in state.nodes if vm.is_running(n.vm.pid)]
+def known_vms(directory: Path, state: ClusterState | None) -> list[vm.VM]:
+    """The cluster's VMs as its state records them and as their pid files name them (one entry per pid)."""
+    found: dict[int, vm.VM] = {}
+    for node in state.nodes if state else []:
+        found.setdefault(node.vm.pid, node.vm)
+    vms = directory / "vms"
+    if vms.is_dir() and not vms.is_symlink():
+        for workdir in sorted(vms.iterdir()):
+            if workdir.is_dir() and not workdir.is_symlink():
+                machine = vm.from_pidfile(workdir)
+                if machine is not None:
+                    found.setdefault(machine.pid, machine)
+    return list(found.values())
+
+
+def running_vms(directory: Path, state: ClusterState | None) -> list[vm.VM]:
+    """The cluster's VMs whose qemu runs (checked in /proc: a reused pid does not count)."""
+    return [
+        m for m in known_vms(directory, state)
+        if vm.is_running(m.pid) and vm.is_our_qemu(m.pid, m.workdir / f"{m.name}.pid")
+    ]  # fmt: skip
 
 
 def start(
@@ -155,22 +229,20 @@ def start(
     ``outbound=False`` cuts every node off from everything but the private network and this machine's forwards.
     """
     directory = cluster_dir(cluster, state_dir)
-    image = Path(image).resolve()
+    addresses = node_addresses(network, workers)
+    image = Path(image).expanduser().resolve()
+    if image.is_dir():
+        die(f"node image {image} is a directory, not a disk image (--image)", hint="pass the qcow2, e.g. --image "
+            "build/k8s-1.17/node.qcow2")  # fmt: skip
     if not image.is_file():
         die(f"node image not found: {image}", hint="build one with `invoke build` or pass --image PATH")
-    addresses = node_addresses(network, workers)
     previous = ClusterState.load(directory)
-    if previous is not None and _alive(previous):
+    alive = running_vms(directory, previous)
+    if alive:
         die(
-            f"cluster {cluster!r} is already up ({len(_alive(previous))} VMs running)",
-            hint=f"`invoke down --cluster {cluster}` first",
+            f"cluster {cluster!r} is already up ({_vms(len(alive))} running: {', '.join(m.name for m in alive)})",
+            hint=f"`{down_command(directory)}` first",
         )
-    if accel is None:
-        from nodeimage.accel import probe
-
-        report = probe()
-        accel = report.accelerator
-        info(f"accelerator: {accel} ({report.reason})")
 
     cp_ip = addresses[0][2]
     params = cluster_params(
@@ -181,33 +253,56 @@ def start(
         control_plane_ip=cp_ip,
         image_repository=image_repository,
     )
-    with step(f"rendering seeds for cluster {cluster} ({len(addresses)} nodes)"):
-        create_cluster(directory, params)  # or reuse it, when the parameters are the same
-        key = directory / "ssh" / "id_ed25519"
-        if not key.is_file():
-            key.parent.mkdir(mode=0o700, exist_ok=True)
-            generate_keypair(key, comment=f"nodeimage-{cluster}")
-        public = key.with_name(key.name + ".pub").read_text().strip()
-        seeds = []
-        for name, role, ip in addresses:
-            macs = (vm.mac_for(f"{cluster}-{name}", 0), vm.mac_for(f"{cluster}-{name}", 1))
-            node = NodeSpec(role=role, name=name, ip=ip, nat_nic=macs[0], private_nic=macs[1], ssh_public_key=public)
-            iso = seed_node(
-                cluster=cluster,
-                node=node,
-                kubernetes_version=kubernetes_version,
-                pod_cidr=pod_cidr,
-                service_cidr=service_cidr,
-                control_plane_ip=cp_ip if role == "control-plane" else None,
-                state_dir=state_dir,
-                image_repository=image_repository,
-            )
-            seeds.append((name, role, ip.split("/")[0], iso, macs))
+    root_existed = directory.parent.is_dir()
+    fresh = not directory.exists()
+    try:
+        with step(f"rendering seeds for cluster {cluster} ({len(addresses)} nodes)"):
+            with os_errors(action="write cluster files in", path=directory, option="--state-dir"):
+                create_cluster(directory, params)  # or reuse it, when the parameters are the same
+                key = directory / "ssh" / "id_ed25519"
+                if not key.is_file():
+                    key.parent.mkdir(mode=0o700, exist_ok=True)
+                    generate_keypair(key, comment=f"nodeimage-{cluster}")
+                public = key.with_name(key.name + ".pub").read_text().strip()
+            seeds = []
+            for name, role, ip in addresses:
+                macs = (vm.mac_for(f"{cluster}-{name}", 0), vm.mac_for(f"{cluster}-{name}", 1))
+                node = NodeSpec(
+                    role=role, name=name, ip=ip, nat_nic=macs[0], private_nic=macs[1], ssh_public_key=public
+                )
+                iso = seed_node(
+                    cluster=cluster,
+                    node=node,
+                    kubernetes_version=kubernetes_version,
+                    pod_cidr=pod_cidr,
+                    service_cidr=service_cidr,
+                    control_plane_ip=cp_ip if role == "control-plane" else None,
+                    state_dir=state_dir,
+                    image_repository=image_repository,
+                )
+                seeds.append((name, role, ip.split("/")[0], iso, macs))
+    except BaseException:
+        # Nothing runs yet: what this call made (the cluster, the state directory) goes, so nothing half-made stays.
+        if fresh and directory.is_dir():
+            shutil.rmtree(directory)
+        if not root_existed:
+            with contextlib.suppress(OSError):
+                directory.parent.rmdir()
+        raise
 
+    if accel is None:
+        from nodeimage.accel import probe
+
+        report = probe()
+        accel = report.accelerator
+        info(f"accelerator: {accel} ({report.reason})")
     state = ClusterState(cluster=cluster, directory=directory, image=image, accel=accel, ssh_key=key)
     state.api_port = vm.free_tcp_port()
     try:
         with step(f"starting {len(seeds)} VMs ({accel}) on a private network {network}"):
+            with os_errors(action="write VM files in", path=directory / "vms", option="--state-dir"):
+                (directory / "vms").mkdir(mode=0o700, exist_ok=True)
+                (directory / "vms").chmod(0o700)  # ours: the overlays hold the secrets once a node booted
             state.net = vm.start_private_net(directory / "vms")
             state.save()
             for name, _role, ip, iso, macs in seeds:
@@ -416,23 +511,85 @@ def up(*, wait: bool = True, **kwargs: object) -> ClusterState:
 
 
 def stop_all(state: ClusterState) -> None:
-    for node in state.nodes:
-        vm.stop(node.vm, graceful=0)
-    if state.net is not None:
-        vm.stop_private_net(state.net)
-    state.state_file.unlink(missing_ok=True)
-    shutil.rmtree(state.directory / "vms", ignore_errors=True)
+    """Stop every VM and the network ``state`` records, then remove the state and the VMs' files."""
+    _stop(state.directory, state)
+
+
+def _stop(directory: Path, state: ClusterState | None) -> int:
+    """Stop the cluster's VMs and hub (by state and by pid files), free vms/ and state.json; count the VMs stopped.
+
+    A pid file whose process is not that VM's qemu is reported and its process left alone.
+    """
+    stopped = 0
+    for machine in known_vms(directory, state):
+        pidfile = machine.workdir / f"{machine.name}.pid"
+        if vm.is_running(machine.pid) and not vm.is_our_qemu(machine.pid, pidfile):
+            warn(
+                f"{pidfile} names pid {machine.pid}, which is not this VM's qemu ({vm.describe_process(machine.pid)}); "
+                "left it alone"
+            )
+        stopped += vm.stop(machine, graceful=0)
+    nets = [state.net] if state is not None and state.net is not None else []
+    hub = vm.hub_from_pidfile(directory / "vms")
+    if hub is not None and all(hub.pid != n.pid for n in nets):
+        nets.append(hub)
+    for net in nets:
+        vm.stop_private_net(net)
+    (directory / "state.json").unlink(missing_ok=True)
+    vms = directory / "vms"
+    if vms.is_dir() and not vms.is_symlink():
+        shutil.rmtree(vms, ignore_errors=True)
+    return stopped
+
+
+def _purge(directory: Path) -> None:
+    """Delete a stopped cluster's directory; refuse one that is not a nodeimage cluster or holds a mount."""
+    if not (directory / "cluster.yaml").exists() and not (directory / "state.json").exists():
+        die(
+            f"{directory} is not a nodeimage cluster directory (no cluster.yaml): not deleting it",
+            hint="check --cluster and --state-dir",
+        )
+    for root, dirs, _files in os.walk(directory):
+        for d in dirs:
+            if os.path.ismount(os.path.join(root, d)):
+                die(f"{os.path.join(root, d)} is a mount point: not deleting {directory}", hint="unmount it first")
+    try:
+        shutil.rmtree(directory)
+    except OSError as exc:
+        die(f"could not delete all of {directory}: {exc}", hint="fix what the error names and purge again")
+    info(f"removed {directory} (secrets, seeds, kubeconfig)")
 
 
 def down(*, cluster: str, state_dir: Path | None = None, purge: bool = False) -> None:
-    """Stop a cluster's VMs and network and free their files; ``purge`` also deletes its secrets."""
+    """Stop a cluster's VMs and network and free their files; ``purge`` deletes its directory, secrets included.
+
+    Works without ``state.json`` (and with a corrupt one) by the VMs' pid files. ``purge`` refuses
+    while any of the cluster's VMs runs: stopping a cluster and destroying its CA are two decisions.
+    """
     directory = cluster_dir(cluster, state_dir)
-    state = ClusterState.load(directory)
-    if state is None:
-        info(f"cluster {cluster} is not up (no {directory / 'state.json'})")
+    if not directory.exists():
+        info(f"no cluster {cluster!r} in {directory.parent}: nothing to stop" + (" or delete" if purge else ""))
+        return
+    try:
+        state = ClusterState.load(directory)
+        corrupt = None
+    except StateFileError as exc:
+        state, corrupt = None, exc
+    if purge:
+        alive = running_vms(directory, state)
+        if alive:
+            die(
+                f"cluster {cluster!r} is running ({_vms(len(alive))}: {', '.join(m.name for m in alive)}): "
+                f"not deleting {directory}",
+                hint=f"`{down_command(directory)}` first, then `{down_command(directory, purge=True)}`",
+            )
+    if corrupt is not None:
+        warn(f"{corrupt.message}; stopping the cluster's VMs by their pid files instead")
+    if state is None and corrupt is None and not (directory / "vms").exists():
+        info(f"cluster {cluster} is not up (no {directory / 'state.json'}, no VMs)")
     else:
         with step(f"stopping cluster {cluster}"):
-            stop_all(state)
-    if purge and directory.exists():
-        shutil.rmtree(directory)
-        info(f"removed {directory} (secrets, seeds, kubeconfig)")
+            count = _stop(directory, state)
+        info(f"cluster {cluster}: {_vms(count)} stopped")
+    if purge:
+        _purge(directory)

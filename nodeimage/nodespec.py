@@ -1,19 +1,31 @@
 """A cluster's nodes and parameters, validated before anything is written.
 
-Pure functions: every value a seed or a local cluster takes from the user
-(names, addresses, CIDRs, endpoints, NICs, key types) is checked here, and a
-bad one is one error naming it and what would be right.
+Every value a seed or a local cluster takes from the user (names, addresses,
+CIDRs, endpoints, NICs, SSH keys, the files named by
+``--ssh-key`` and ``--token-file``) is checked here, and a bad one is one
+error naming it and what would be right. The same goes for an OS error on a
+path the user gave: :func:`os_errors` turns it into one message naming the
+path, the option and what to do, instead of a traceback.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import errno
 import ipaddress
 import re
+import stat
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 from nodeimage import stacks
 from nodeimage.log import die
-from nodeimage.secrets import ClusterParams, validate_cluster_name
+from nodeimage.secrets import TOKEN_RE, ClusterParams, validate_cluster_name
 
 ROLES = ("control-plane", "worker")
 API_PORT = 6443
@@ -169,6 +181,201 @@ def validate_node(node: NodeSpec, params: ClusterParams) -> ipaddress.IPv4Interf
         die(f"control-plane IP {node.ip} differs from the cluster's {params.control_plane_ip}")
     if node.role == "worker" and str(ip.ip) == params.control_plane_ip:
         die(f"worker IP {node.ip} is the control plane's address", hint="give the worker its own address")
-    if node.ssh_public_key is not None and not node.ssh_public_key.startswith(("ssh-", "ecdsa-")):
-        die("the SSH public key does not look like one", hint="pass the .pub file, e.g. ~/.ssh/id_ed25519.pub")
+    if node.ssh_public_key is not None:
+        # The type only: the key data is checked where users give it (read_ssh_public_key, for --ssh-key).
+        parse_ssh_public_key(node.ssh_public_key, "the SSH public key", check_data=False)
     return ip
+
+
+# --- OS errors on the paths users give -----------------------------------------------------------
+
+_REASONS = {
+    errno.ENOENT: ("it does not exist", "check the path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", "give a path whose parents are directories"),
+    errno.EISDIR: ("it is a directory", "give a file"),
+    errno.EEXIST: ("a file is in the way", "remove it or give another path"),
+    errno.EACCES: ("permission denied", "fix the permissions or give a path you can write"),
+    errno.EPERM: ("operation not permitted", "fix the permissions or give a path you can write"),
+    errno.EROFS: ("the filesystem is read-only", "give a path on a writable filesystem"),
+    errno.ENOSPC: ("no space left on the filesystem", "free some space there or give a path on another filesystem"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space there or give a path on another filesystem"),
+}
+
+
+def os_error_reason(exc: OSError) -> tuple[str, str]:
+    """(what went wrong, what to do) for an OS error, in words rather than an errno."""
+    return _REASONS.get(exc.errno or 0, (exc.strerror or str(exc), "check the path"))
+
+
+def die_os_error(exc: OSError, *, action: str, path: Path, option: str | None = None) -> NoReturn:
+    """One message for an OS error on a user-given path: the path, what was wanted, what to do."""
+    reason, fix = os_error_reason(exc)
+    if exc.errno == errno.ENOENT and action.startswith(("write", "create")):
+        reason, fix = "it cannot be created there", "give a directory on a writable filesystem"
+    where = f" ({option})" if option else ""
+    die(f"cannot {action} {path}{where}: {reason}", hint=fix + (f", or choose another {option}" if option else ""))
+
+
+@contextlib.contextmanager
+def os_errors(*, action: str, path: Path, option: str | None = None) -> Iterator[None]:
+    """Turn an OSError inside the block into :func:`die_os_error` (the block is expected to clean up)."""
+    try:
+        yield
+    except OSError as exc:
+        die_os_error(exc, action=action, path=path, option=option)
+
+
+# --- the files --ssh-key and --token-file name -------------------------------------------------
+
+
+def read_user_file(
+    path: Path, *, what: str, option: str, hint: str, limit: int = 64 * 1024, content_hint: str | None = None
+) -> str:
+    """The text of a small regular file the user named; one error for missing, directory, unreadable, binary.
+
+    A FIFO or device is refused before it is opened (reading one would block or never end).
+    """
+    path = Path(path).expanduser()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        die(f"{what} {path} does not exist ({option})", hint=hint)
+    except OSError as exc:
+        die_os_error(exc, action=f"read {what}", path=path, option=option)
+    if stat.S_ISDIR(info.st_mode):
+        die(f"{what} {path} is a directory, not a file ({option})", hint=hint)
+    if not stat.S_ISREG(info.st_mode):
+        die(f"{what} {path} is not a regular file ({option})", hint=hint)
+    if info.st_size > limit:
+        die(f"{what} {path} is {info.st_size} bytes: too large to be one ({option})", hint=hint)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        die_os_error(exc, action=f"read {what}", path=path, option=option)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        die(f"{what} {path} is not text ({option})", hint=content_hint or hint)
+
+
+def read_token_file(path: Path) -> str:
+    """The bootstrap token in ``path`` (``--token-file``); the message for a bad one never shows it."""
+    hint = (
+        r"write one token of kubeadm's form [a-z0-9]{6}.[a-z0-9]{16} (e.g. from `kubeadm token create` on the "
+        "control plane) to a file only you can read, or leave --token-file out for a random one"
+    )
+    token = read_user_file(path, what="bootstrap token file", option="--token-file", hint=hint, limit=4096).strip()
+    if not TOKEN_RE.match(token):
+        die(f"bootstrap token file {path} holds no valid token (value not shown: it is a secret)", hint=hint)
+    return token
+
+
+# OpenSSH public key types (the prefix of a .pub line) -> the type named inside the key blob.
+# rsa-sha2-256/512 are signature algorithms of ssh-rsa keys: their blob says ssh-rsa.
+SSH_KEY_TYPES = {
+    "ssh-ed25519": "ssh-ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
+    "ssh-rsa": "ssh-rsa",
+    "rsa-sha2-256": "ssh-rsa",
+    "rsa-sha2-512": "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com": "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "sk-ecdsa-sha2-nistp256@openssh.com",
+}
+_ECDSA_POINT = {"nistp256": 65, "nistp384": 97, "nistp521": 133}  # uncompressed: 0x04 || X || Y
+_RSA_MIN_BITS = 1024  # OpenSSH refuses shorter RSA keys
+SSH_KEY_HINT = (
+    "pass the public half of a key pair, one line `TYPE BASE64 [COMMENT]` as in ~/.ssh/id_ed25519.pub, "
+    f"with TYPE one of {', '.join(SSH_KEY_TYPES)}"
+)
+
+
+def _ssh_fields(blob: bytes) -> list[bytes]:
+    """The length-prefixed strings of an SSH wire-format key blob (RFC 4251 ``string``/``mpint``)."""
+    fields, pos = [], 0
+    while pos < len(blob):
+        if pos + 4 > len(blob):
+            raise ValueError("the key data ends inside a length field")
+        (length,) = struct.unpack(">I", blob[pos : pos + 4])
+        pos += 4
+        if pos + length > len(blob):
+            raise ValueError("the key data is shorter than its fields say")
+        fields.append(blob[pos : pos + length])
+        pos += length
+    return fields
+
+
+_KEY_FIELDS = {  # fields after the type name: RFC 8709, RFC 5656, RFC 4253 and OpenSSH's PROTOCOL.u2f
+    "ssh-ed25519": 1,  # public key
+    "sk-ssh-ed25519@openssh.com": 2,  # public key, FIDO application
+    "ecdsa-sha2-nistp256": 2,  # curve name, point
+    "ecdsa-sha2-nistp384": 2,
+    "ecdsa-sha2-nistp521": 2,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,  # curve name, point, FIDO application
+    "ssh-rsa": 2,  # exponent, modulus
+}
+
+
+def _check_key_blob(kind: str, fields: list[bytes]) -> None:
+    """The fields after the type name, per key type: counts, sizes, curve names."""
+    want = _KEY_FIELDS[kind]
+    sk = kind.startswith("sk-")
+    if sk and (len(fields) == want - 1 or (len(fields) == want and not fields[-1])):
+        raise ValueError("the FIDO application string is missing")
+    if len(fields) != want:
+        raise ValueError(f"it holds {len(fields)} fields after the type, a {kind} key has {want}")
+    if "ed25519" in kind and len(fields[0]) != 32:
+        raise ValueError("an Ed25519 key holds one 32-byte public key")
+    if "ecdsa-sha2-" in kind:
+        curve = kind.split("ecdsa-sha2-", 1)[1].split("@", 1)[0]
+        if fields[0].decode(errors="replace") != curve:
+            raise ValueError(f"an ECDSA key names its curve ({curve}) before its point")
+        if len(fields[1]) != _ECDSA_POINT[curve] or fields[1][:1] != b"\x04":
+            raise ValueError(f"the {curve} point is not {_ECDSA_POINT[curve]} bytes in uncompressed form")
+    if kind == "ssh-rsa":
+        bits = int.from_bytes(fields[1], "big").bit_length()
+        if bits < _RSA_MIN_BITS:
+            raise ValueError(f"the RSA modulus has {bits} bits; OpenSSH needs at least {_RSA_MIN_BITS}")
+
+
+def parse_ssh_public_key(text: str, source: str, *, check_data: bool = True) -> str:
+    """Check an OpenSSH public key line and return it stripped; ``source`` names it in the message.
+
+    The base64 blob is decoded and its embedded type must be the one the line's prefix names, so a
+    truncated, mangled or mislabelled key is caught here rather than by sshd on the node.
+    ``check_data=False`` checks the form and the type name only.
+    """
+    if "PRIVATE KEY" in text:
+        die(f"{source} is a private key; a seed needs the public one", hint="pass the .pub file beside it")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if len(lines) != 1:
+        die(f"{source} holds {len(lines)} key lines; expected exactly one public key", hint=SSH_KEY_HINT)
+    parts = lines[0].split(None, 2)
+    kind = parts[0]
+    if kind not in SSH_KEY_TYPES:
+        shown = repr(kind) if re.fullmatch(r"[A-Za-z0-9@._-]{1,64}", kind) else "its first word"
+        die(f"{source} is not an OpenSSH public key: unknown key type {shown}", hint=SSH_KEY_HINT)
+    if len(parts) < 2:
+        die(f"{source} is not an OpenSSH public key: no key data after {kind!r}", hint=SSH_KEY_HINT)
+    if not check_data:
+        return lines[0]
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        fields = _ssh_fields(blob)
+        embedded = fields[0].decode("ascii") if fields else ""
+        if embedded != SSH_KEY_TYPES[kind]:
+            raise ValueError(f"the line says {kind!r} but the key data is of type {embedded[:64]!r}")
+        _check_key_blob(embedded, fields[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc) if not isinstance(exc, (binascii.Error, UnicodeDecodeError)) else "the key data is not base64"
+        die(f"{source} is not a valid {kind} public key: {reason}", hint=SSH_KEY_HINT)
+    return lines[0]
+
+
+def read_ssh_public_key(path: Path) -> str:
+    """The public key line in ``path`` (``--ssh-key``), checked."""
+    hint = "pass the .pub file of a key pair, e.g. ~/.ssh/id_ed25519.pub (make one with `ssh-keygen -t ed25519`)"
+    text = read_user_file(path, what="SSH public key file", option="--ssh-key", hint=hint, content_hint=SSH_KEY_HINT)
+    return parse_ssh_public_key(text, f"SSH public key file {Path(path).expanduser()} (--ssh-key)")

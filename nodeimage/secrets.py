@@ -5,6 +5,10 @@ when they exist) is what lets a worker's seed carry the discovery hash before
 the control plane has ever booted. Everything lives in one cluster directory
 (mode 0700, files 0600) next to ``cluster.yaml``, the non-secret parameters
 the secrets belong to; a directory is never reused for a different cluster.
+
+A cluster directory is always ``<state dir>/<name>`` with ``name`` a plain
+label, and never a symbolic link: whatever nodeimage writes or deletes for a
+cluster (``invoke down --purge`` deletes the whole directory) stays inside it.
 """
 
 from __future__ import annotations
@@ -73,9 +77,29 @@ class ClusterSecrets:
 
 
 def cluster_dir(name: str, state_dir: Path | None = None) -> Path:
-    """Where cluster ``name`` keeps its secrets, seeds and VM state."""
+    """Where cluster ``name`` keeps its secrets, seeds and VM state: an absolute path inside the state dir.
+
+    The name is a plain label (so ``../x`` is refused) and the directory may not be a symbolic link, so
+    nothing done to a cluster directory can reach outside ``<state dir>/``.
+    """
     validate_cluster_name(name)
-    return (state_dir or DEFAULT_STATE_DIR) / name
+    root = Path(state_dir or DEFAULT_STATE_DIR).expanduser()
+    try:
+        root = root.resolve()
+    except OSError as exc:  # a symlink loop
+        die(f"cannot use state directory {root} (--state-dir): {exc.strerror}", hint="give another --state-dir")
+    if root.exists() and not root.is_dir():
+        die(f"state directory {root} is not a directory (--state-dir)", hint="give a directory, e.g. build/clusters")
+    directory = root / name
+    if directory.is_symlink():
+        die(
+            f"cluster directory {directory} is a symbolic link (to {os.readlink(directory)}); "
+            "nodeimage keeps a cluster's secrets only in a real directory inside the state directory",
+            hint="move the cluster's directory there instead of linking it, or give the --state-dir it lives in",
+        )
+    if directory.exists() and not directory.is_dir():
+        die(f"cluster directory {directory} is not a directory", hint="remove that file or choose another --cluster")
+    return directory
 
 
 def validate_cluster_name(name: str) -> None:
@@ -157,9 +181,16 @@ def _read_params(directory: Path) -> ClusterParams | None:
     if not record.is_file():
         return None
     try:
-        return ClusterParams.from_dict(yaml.safe_load(record.read_text()))
-    except (yaml.YAMLError, TypeError, AttributeError) as exc:
-        die(f"cluster record {record} is unreadable: {exc}", hint="restore it, or remove the cluster directory")
+        data = yaml.safe_load(record.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a mapping of {', '.join(f.name for f in fields(ClusterParams))}")
+        return ClusterParams.from_dict(data)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError) as exc:
+        die(
+            f"cluster record {record} is unreadable: {exc}",
+            hint="restore it from a backup; if the cluster is gone, `invoke down --cluster "
+            f"{directory.name} --purge` removes its directory",
+        )
 
 
 def cluster_exists(directory: Path) -> bool:
@@ -200,7 +231,8 @@ def create_cluster(directory: Path, params: ClusterParams, *, token: str | None 
 
     cert_pem, key_pem = new_ca()
     secrets = ClusterSecrets(cert_pem, key_pem, token or new_token(), ca_cert_hash(cert_pem))
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    if not directory.parent.exists():
+        directory.parent.mkdir(parents=True, mode=0o700)
     # Built aside and renamed into place: a cluster directory is complete or absent.
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -238,5 +270,7 @@ def load_secrets(directory: Path) -> ClusterSecrets:
         token = (directory / "token").read_text().strip()
     except FileNotFoundError as exc:
         die(f"cluster directory {directory} is incomplete: {exc.filename} is missing", hint="remove it and start over")
+    except (OSError, UnicodeDecodeError) as exc:
+        die(f"cannot read the secrets in {directory}: {exc}", hint="check that directory's files and permissions")
     validate_token(token)
     return ClusterSecrets(cert, key, token, ca_cert_hash(cert))

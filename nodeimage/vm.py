@@ -39,6 +39,7 @@ ACCELERATORS = ("tcg", "kvm")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _HUB_REGISTER = b"nodeimage-hub-register"
+HUB_PIDFILE = "private-net.pid"
 
 
 # --- the private network -----------------------------------------------------------------------
@@ -52,6 +53,10 @@ class PrivateNet:
     pid: int
     log: Path
 
+    @property
+    def pidfile(self) -> Path:
+        return self.log.with_name(HUB_PIDFILE)
+
     def to_dict(self) -> dict:
         return {"hub_port": self.hub_port, "pid": self.pid, "log": str(self.log)}
 
@@ -62,8 +67,10 @@ class PrivateNet:
 
 def start_private_net(workdir: Path) -> PrivateNet:
     """Start the hub process; it runs until :func:`stop_private_net`."""
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "private-net.log"
+    pidfile = workdir / HUB_PIDFILE
     # The parent binds the socket and hands it over, so the port is known
     # and reserved before the hub runs: no window where another process takes it.
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -72,8 +79,9 @@ def start_private_net(workdir: Path) -> PrivateNet:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     with open(log, "ab") as fh:
         # A daemon, not a command that completes, so it cannot go through run().
+        # Its command line names its pid file: that is how `down` tells it from a process that reused its pid.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nodeimage.vm", "hub", str(sock.fileno())],
+            [sys.executable, "-m", "nodeimage.vm", "hub", str(sock.fileno()), str(pidfile)],
             stdin=subprocess.DEVNULL,
             stdout=fh,
             stderr=fh,
@@ -82,16 +90,28 @@ def start_private_net(workdir: Path) -> PrivateNet:
             env=env,
         )
     sock.close()
+    pidfile.write_text(f"{proc.pid}\n")
     time.sleep(0.2)
     if proc.poll() is not None:
+        pidfile.unlink(missing_ok=True)
         die(f"the private network hub exited at start (code {proc.returncode})", hint=f"see {log}")
     info(f"private network: UDP hub on 127.0.0.1:{port} (pid {proc.pid})")
     return PrivateNet(hub_port=port, pid=proc.pid, log=log)
 
 
 def stop_private_net(net: PrivateNet) -> None:
-    """Stop the hub (no error if it is already gone)."""
-    _terminate(net.pid, grace=3.0)
+    """Stop the hub (no error if it is already gone); a process that merely reused its pid is left alone."""
+    if is_running(net.pid) and is_our_hub(net.pid, net.pidfile):
+        _terminate(net.pid, grace=3.0)
+    net.pidfile.unlink(missing_ok=True)
+
+
+def hub_from_pidfile(workdir: Path) -> PrivateNet | None:
+    """The hub of ``workdir`` found by its pid file (for `down` when the cluster's state file is lost)."""
+    pid = read_pidfile(workdir / HUB_PIDFILE)
+    if pid is None:
+        return None
+    return PrivateNet(hub_port=0, pid=pid, log=workdir / "private-net.log")
 
 
 @contextlib.contextmanager
@@ -323,6 +343,8 @@ def start(spec: VMSpec, workdir: Path) -> VM:
 
 
 def is_running(pid: int) -> bool:
+    if pid <= 1:  # 0 and -1 would address process groups; 1 is init: never a VM of ours
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -334,7 +356,12 @@ def is_running(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # So does a zombie whose parent is another process (a qemu killed by `down` run from elsewhere).
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def serial_tail(vm: VM, lines: int = 30) -> str:
@@ -428,6 +455,60 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not is_running(pid)
 
 
+def read_pidfile(path: Path) -> int | None:
+    """The pid in a pid file, or None when there is no such file or it holds no usable pid."""
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 1 else None
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return []
+
+
+def describe_process(pid: int) -> str:
+    """A process's command line for messages (shortened)."""
+    text = " ".join(os.fsdecode(a) for a in _cmdline(pid))
+    return (text[:120] + " …") if len(text) > 120 else text or "(gone)"
+
+
+def is_our_qemu(pid: int, pidfile: Path) -> bool:
+    """Whether ``pid`` is a qemu started with ``-pidfile <pidfile>``: a recycled pid never is."""
+    args = _cmdline(pid)
+    if not args or not Path(os.fsdecode(args[0])).name.startswith("qemu-system-"):
+        return False
+    want = os.fsencode(str(pidfile))
+    return any(a == b"-pidfile" and b == want for a, b in zip(args, args[1:], strict=False))
+
+
+def is_our_hub(pid: int, pidfile: Path) -> bool:
+    """Whether ``pid`` is a private network hub whose command line names ``pidfile`` (see start_private_net)."""
+    args = _cmdline(pid)
+    return b"nodeimage.vm" in args and b"hub" in args and os.fsencode(str(pidfile)) in args
+
+
+def from_pidfile(workdir: Path) -> VM | None:
+    """The VM of ``workdir`` (``<workdir>/<name>.pid``, as :func:`start` writes it), without its state record."""
+    name = workdir.name
+    pid = read_pidfile(workdir / f"{name}.pid")
+    if pid is None:
+        return None
+    return VM(
+        name=name,
+        pid=pid,
+        ssh_port=0,
+        serial_log=workdir / f"{name}.serial.log",
+        overlay=workdir / f"{name}.overlay.qcow2",
+        workdir=workdir,
+        monitor=workdir / f"{name}.monitor.sock",
+    )
+
+
 def _terminate(pid: int, grace: float) -> None:
     if not is_running(pid):
         return
@@ -439,27 +520,25 @@ def _terminate(pid: int, grace: float) -> None:
         _wait_gone(pid, 5)
 
 
-def _is_our_qemu(vm: VM) -> bool:
-    """Guard against a recycled pid: only signal a qemu that uses this VM's overlay."""
-    try:
-        cmdline = Path(f"/proc/{vm.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(vm.overlay).encode() in cmdline
+def stop(vm: VM, *, graceful: float = 20) -> bool:
+    """Power ``vm`` off (ACPI first, then SIGTERM, then SIGKILL) and delete its overlay.
 
-
-def stop(vm: VM, *, graceful: float = 20) -> None:
-    """Power ``vm`` off (ACPI first, then SIGTERM, then SIGKILL) and delete its overlay."""
-    if is_running(vm.pid) and _is_our_qemu(vm):
+    Only a qemu whose command line names this VM's pid file is signalled (guard against a recycled
+    pid). Returns whether a running qemu was stopped.
+    """
+    running = is_running(vm.pid) and is_our_qemu(vm.pid, vm.workdir / f"{vm.name}.pid")
+    if running:
         if graceful > 0 and _monitor(vm, "system_powerdown") and _wait_gone(vm.pid, graceful):
             debug(f"vm {vm.name} powered off")
-        else:
-            _monitor(vm, "quit")
-            if not _wait_gone(vm.pid, 5):
-                _terminate(vm.pid, grace=5)
+        elif not (_monitor(vm, "quit") and _wait_gone(vm.pid, 5)):
+            _terminate(vm.pid, grace=5)
     for path in (vm.overlay, vm.monitor, vm.workdir / f"{vm.name}.pid"):
         path.unlink(missing_ok=True)
-    info(f"stopped vm {vm.name}")
+    if running:
+        info(f"stopped vm {vm.name}")
+    else:
+        debug(f"vm {vm.name} was not running")
+    return running
 
 
 @contextlib.contextmanager
@@ -473,7 +552,7 @@ def booted(spec: VMSpec, workdir: Path, *, graceful: float = 0) -> Iterator[VM]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "hub":
-        _hub_main(int(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "hub":
+        _hub_main(int(sys.argv[2]))  # argv[3], the pid file, is only there to be read in /proc/<pid>/cmdline
     else:
-        sys.exit("usage: python -m nodeimage.vm hub FD")
+        sys.exit("usage: python -m nodeimage.vm hub FD [PIDFILE]")

@@ -125,3 +125,34 @@ def test_load_of_a_missing_cluster_says_how_to_create_it(tmp_path: Path) -> None
 def test_cluster_name_is_validated(bad: str) -> None:
     with pytest.raises(NodeimageError, match="invalid cluster name"):
         secrets.cluster_dir(bad)
+
+
+@pytest.mark.parametrize("bad", ["../x", "x/../../y", "/etc", "."])
+def test_a_cluster_name_cannot_leave_the_state_directory(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(NodeimageError, match="invalid cluster name"):
+        secrets.cluster_dir(bad, tmp_path)
+
+
+def test_cluster_dir_is_absolute_and_refuses_a_symlink_out_of_the_state_directory(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "state").mkdir()
+    assert secrets.cluster_dir("demo", tmp_path / "state" / ".." / "state") == tmp_path.resolve() / "state" / "demo"
+    (tmp_path / "state" / "demo").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(NodeimageError, match="is a symbolic link"):
+        secrets.cluster_dir("demo", tmp_path / "state")
+
+
+def test_a_state_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NodeimageError, match=r"state directory .*/f is not a directory \(--state-dir\)"):
+        secrets.cluster_dir("demo", tmp_path / "f")
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "name: [unclosed\n", "\xff"])
+def test_a_corrupt_cluster_record_names_the_file_and_how_to_recover(tmp_path: Path, text: str) -> None:
+    directory = tmp_path / "demo"
+    secrets.create_cluster(directory, PARAMS)
+    (directory / "cluster.yaml").write_bytes(text.encode("latin-1"))
+    with pytest.raises(NodeimageError, match="cluster record .*cluster.yaml is unreadable") as err:
+        secrets.load_cluster(directory)
+    assert "invoke down --cluster demo --purge" in (err.value.hint or "")
