@@ -179,7 +179,8 @@ def doctor(c: Context, build_dir: str = "build") -> None:
         "registry_mirror": "registry (http(s)://HOST[:PORT][/PREFIX]) or OCI-layout directory to copy the "
         "container images from instead of their registries (<mirror>/<registry>/<repository>); "
         "also NODEIMAGE_REGISTRY_MIRROR",
-        "formats": "comma-separated output formats: qcow2 (always), ova, containerdisk (spdx-json is always written); default from the profile",
+        "formats": "comma-separated output formats: qcow2 (always), ova, containerdisk (spdx-json is always "
+        "written); default from the profile",
         "out": "output root; the image goes to <out>/<profile>/ (default build)",
         "skip_suite": "do not run the image acceptance suite on the result (not recommended)",
         "suite_args": "extra arguments for the image suite's pytest run, e.g. '--standins'",
