@@ -45,6 +45,44 @@ class File:
 
 
 @dataclass(frozen=True)
+class KataHandler:
+    """The CRI-O runtime handler that runs Kata: one ``[crio.runtime.runtimes.<name>]`` table, as data.
+
+    The RuntimeClass names it (``handler`` must equal the table's key), the
+    stack's CRI-O configuration renders it, and the acceptance suite checks the
+    image's merged CRI-O configuration against it.
+    """
+
+    name: str
+    runtime_path: str
+    runtime_type: str  # "oci" (a runc-like binary) or "vm" (a containerd shim v2)
+    runtime_root: str = "/run/vc"
+    runtime_config_path: str | None = None  # only with runtime_type "vm"
+    # As kata-deploy writes it: a privileged Kata pod must not get every device of the host.
+    privileged_without_host_devices: bool = True
+
+    def table(self) -> dict[str, Any]:
+        """The handler's keys and values, as CRI-O reads them from its configuration."""
+        keys: dict[str, Any] = {
+            "runtime_path": self.runtime_path,
+            "runtime_type": self.runtime_type,
+            "runtime_root": self.runtime_root,
+        }
+        if self.runtime_config_path:
+            keys["runtime_config_path"] = self.runtime_config_path
+        keys["privileged_without_host_devices"] = self.privileged_without_host_devices
+        return keys
+
+    def toml(self) -> str:
+        """The ``[crio.runtime.runtimes.<name>]`` table in CRI-O's TOML."""
+        def value(v: Any) -> str:
+            return ("true" if v else "false") if isinstance(v, bool) else f'"{v}"'
+
+        lines = [f"[crio.runtime.runtimes.{self.name}]"] + [f"{k} = {value(v)}" for k, v in self.table().items()]
+        return join_lines(lines)
+
+
+@dataclass(frozen=True)
 class Install:
     """One install from a lock artifact.
 
@@ -86,7 +124,12 @@ class Stack:
     kubeadm_api: str
     kubelet_api: str = "kubelet.config.k8s.io/v1beta1"
     runtime_class_api: str = "node.k8s.io/v1"
-    kata_handler: str = "kata"
+    # The CRI-O handler that runs Kata; the RuntimeClass selects it by name.
+    kata: KataHandler = KataHandler("kata", "/usr/local/bin/kata-runtime", "oci")
+    # What first boot runs (as root) to decide whether the node may run Kata pods.
+    kata_check: tuple[str, ...] = ("kata-runtime", "kata-check", "--no-network-checks")
+    # kubeadm's nodeRegistration.criSocket: a path (kubeadm before 1.24) or a unix:// URL.
+    cri_socket: str = CRI_SOCKET
     # "v1" (hybrid/legacy: the kubelet before 1.19 refuses the unified layout) or "v2" (unified).
     cgroup: str = "v2"
     # The iptables backend kube-proxy writes with: "legacy" for kube-proxy 1.17, else the distro's default.
@@ -103,6 +146,11 @@ class Stack:
         ("net.ipv4.ip_forward", "1"),
     )
     units: tuple[str, ...] = ("crio.service", "kubelet.service")
+
+    @property
+    def kata_handler(self) -> str:
+        """The name of the CRI-O handler that runs Kata (the RuntimeClass's ``handler``)."""
+        return self.kata.name
 
     # --- the image -----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from nodeimage.stacks import (
     KATA_LABEL,
     File,
     Install,
+    KataHandler,
     Settings,
     Stack,
     join_lines,
@@ -107,12 +108,10 @@ runtime_path = "{runc}"
 runtime_type = "oci"
 runtime_root = "/run/runc"
 
-[crio.runtime.runtimes.{kata}]
-runtime_path = "{kata_runtime}"
-runtime_type = "oci"
-runtime_root = "/run/vc"
-# As kata-deploy writes it: a privileged Kata pod must not get every device of the host.
-privileged_without_host_devices = true
+# Kata 1.x as Kata's CI configures CRI-O for it (runtime_type "oci", runtime_root /run/vc; kata-containers/tests
+# 1.12.1 .ci/configure_crio_for_kata.sh), with privileged_without_host_devices as kata-deploy writes it: a
+# privileged Kata pod must not get every device of the host.
+{kata_table}
 
 [crio.image]
 default_transport = "docker://"
@@ -225,10 +224,10 @@ class Classic(Stack):
             crio_bare=crio.removeprefix("v"),
             stack=self.name,
             kata=self.kata_handler,
+            kata_table=self.kata.toml(),
             socket=CRI_SOCKET,
             bindir=BINDIR,
             runc=RUNC,
-            kata_runtime=KATA_RUNTIME,
             hooks="".join(f'\t"{d}",\n' for d in HOOKS_DIRS),
             pause=f"{s.image_repository}/pause:{PAUSE_VERSION}",
         )
@@ -327,7 +326,7 @@ K8S_1_17 = register(
         kubeadm_api="kubeadm.k8s.io/v1beta2",
         # node.k8s.io/v1 arrived in Kubernetes 1.20; 1.17 serves v1beta1
         runtime_class_api="node.k8s.io/v1beta1",
-        kata_handler="kata-runtime",
+        kata=KataHandler("kata-runtime", KATA_RUNTIME, "oci"),
         cgroup="v1",
         iptables="legacy",
         artifacts=("kubernetes-node", "cri-o", "conmon", "kata-static", "cni-plugins", "crictl"),
