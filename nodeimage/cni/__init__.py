@@ -63,8 +63,9 @@ class Cni:
                 seen[c["image"]] = None
         return list(seen)
 
-    def set_images(self, manifest: dict[str, Any], repository: str | None) -> dict[str, Any]:
-        """Point every image at ``repository`` (``None``: keep the release's references)."""
+    def set_images(self, manifest: dict[str, Any], repository: str | None, version: str) -> dict[str, Any]:
+        """Point every image at ``repository`` (``None``: the release's registry), as ``expected_images(version,
+        repository)`` lists them: what the image bakes is exactly what the manifest runs."""
         raise NotImplementedError
 
 
@@ -75,6 +76,16 @@ def items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     if manifest.get("kind") == "List":
         return list(manifest.get("items", []))
     return [manifest]
+
+
+def pod_specs(manifest: Any) -> list[dict[str, Any]]:
+    """The pod templates of the manifest's workloads (DaemonSets, Deployments)."""
+    return [i["spec"]["template"]["spec"] for i in items(manifest) if "template" in i.get("spec", {})]
+
+
+def containers(manifest: Any) -> list[dict[str, Any]]:
+    """Every container of the manifest's pod templates, init containers first (the order kubelet runs them)."""
+    return [c for pod in pod_specs(manifest) for c in [*pod.get("initContainers", []), *pod.get("containers", [])]]
 
 
 def find(manifest: Any, kind: str, name: str) -> dict[str, Any] | None:
