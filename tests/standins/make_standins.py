@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import lzma
+import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -36,7 +37,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 CRIO_BUNDLE = HERE / "crio-bundle"
+CRIO_BUNDLE_CURRENT = HERE / "crio-bundle-1.36"  # the files of cri-o.<arch>.<tag>.tar.gz other than its programs
 WEAVE_TEMPLATE = HERE / "weave-daemonset-k8s-1.11.yaml.in"
+FLANNEL_TEMPLATE = HERE / "kube-flannel.yml.in"
 
 MTIME = 1600000000  # fixed entry time: 2020-09-13, around the pinned releases
 NOTE = "nodeimage test stand-in, NOT the upstream artifact"
@@ -59,6 +62,29 @@ CNI_PLUGINS = (
     "tuning",
     "vlan",
 )
+# containernetworking/plugins v1.9.1: build_linux.sh builds plugins/{meta,main,ipam}/* (no flannel since v1.0;
+# vrf, dummy, tap new), and .github/workflows/release.yaml copies README.md and LICENSE into the archive.
+CNI_PLUGINS_1 = (
+    "bandwidth", "bridge", "dhcp", "dummy", "firewall", "host-device", "host-local", "ipvlan", "loopback",
+    "macvlan", "portmap", "ptp", "sbr", "static", "tap", "tuning", "vlan", "vrf",
+)  # fmt: skip
+# cri-o/packaging templates/latest/cri-o/bundle/versions (as of the v1.36.3 tag): what the bundle's bin/ holds.
+CRIO_BUNDLED = {"conmon": "v2.2.1", "conmonrs": "v0.8.0", "crun": "1.26", "runc": "v1.4.2",
+                "crio-credential-provider": "v0.1.2", "crictl": "v1.36.0", "cni-plugins": "v1.9.1"}  # fmt: skip
+# kata-containers 3.32.0 src/runtime/Makefile (QEMUCMD, CLHCMD, STRATOVIRTCMD, FCCMD blocks for amd64): the Go
+# runtime's configurations under share/defaults/kata-containers, configuration.toml -> configuration-qemu.toml.
+KATA3_CONFIGS = (
+    "qemu", "qemu-coco-dev", "qemu-tdx", "qemu-snp", "qemu-cca", "qemu-nvidia-gpu", "qemu-nvidia-gpu-snp",
+    "qemu-nvidia-gpu-tdx", "remote", "qemu-se", "clh", "clh-azure", "stratovirt", "fc",
+)  # fmt: skip
+KATA3_RS_CONFIGS = ("dragonball", "clh-runtime-rs", "qemu-runtime-rs", "qemu-coco-dev-runtime-rs", "remote")
+# guest kernel and image names (tools/packaging/kernel/build-kernel.sh: vmlinux-<version>-<config version> and
+# the .container links; versions.yaml kernel v6.18.35, kata_config_version 197; guest-image/build_image.sh links
+# kata-containers.img to the image): the image's own name is not confirmed here.
+KATA3_KERNEL = "6.18.35-197"
+KATA3_IMAGE = "kata-ubuntu-noble.image"
+# flannel-io/flannel v0.28.9 Documentation/kube-flannel.yml: the flannel-cni-plugin image its DaemonSet runs
+FLANNEL_CNI_PLUGIN = {"v0.28.9": "v1.9.1-flannel3"}
 KATA_WRAPPERS = {  # wrapper script -> the configuration it passes to kata-runtime
     "kata-qemu": "configuration-qemu.toml",
     "kata-fc": "configuration-fc.toml",
@@ -160,6 +186,14 @@ def xz_bytes(data: bytes) -> bytes:
     return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
 
 
+def zstd_bytes(data: bytes) -> bytes:
+    """zstd through the zstd program (Python 3.11 has no zstd module): single-threaded, no checksum flag
+    variation, so the same input gives the same bytes."""
+    return subprocess.run(
+        ["zstd", "-q", "-c", "-3", "-T1"], input=data, capture_output=True, check=True
+    ).stdout
+
+
 def _bare(version: str) -> str:
     return version.removeprefix("v")
 
@@ -191,6 +225,40 @@ def cri_o(version: str, basename: str, arch: str) -> bytes:
     for path in sorted(CRIO_BUNDLE.rglob("*")):
         if path.is_file():
             entries.append(Entry(f"{top}/{path.relative_to(CRIO_BUNDLE).as_posix()}", path.read_bytes()))
+    return gzip_bytes(tar_bytes(_with_parents(entries, top + "/")))
+
+
+def kubernetes_binary(tool: str) -> Callable[[str, str, str], bytes]:
+    """dl.k8s.io/release/<v>/bin/linux/<arch>/<tool>: the program itself, no archive."""
+
+    def build(version: str, basename: str, arch: str) -> bytes:
+        return standin_program(tool, tool, version)
+
+    return build
+
+
+def cri_o_bundle(version: str, basename: str, arch: str) -> bytes:
+    """cri-o/packaging scripts/bundle/build: `tar cfz cri-o.<arch>.<tag>.tar.gz cri-o` of bin/ (crio, pinns from
+    CRI-O's artifacts; conmon, conmonrs, runc, crun, crictl, crio-credential-provider fetched), cni-plugins/ (the
+    extracted CNI plugins tarball), completions/, man/, etc/, contrib/, Makefile, README.md, install, LICENSE."""
+    top = "cri-o"
+    entries = [
+        Entry(f"{top}/bin/crio", standin_program("crio", "crio", version), 0o755),
+        Entry(f"{top}/bin/pinns", standin_program("pinns", "generic", version), 0o755),
+        Entry(f"{top}/bin/conmon", standin_program("conmon", "conmon", CRIO_BUNDLED["conmon"]), 0o755),
+        Entry(f"{top}/bin/crictl", standin_program("crictl", "crictl", CRIO_BUNDLED["crictl"]), 0o755),
+    ]
+    for tool in ("conmonrs", "crun", "runc", "crio-credential-provider"):
+        entries.append(Entry(f"{top}/bin/{tool}", standin_program(tool, "generic", CRIO_BUNDLED[tool]), 0o755))
+    for name in CNI_PLUGINS_1:
+        program = standin_program(name, "cni", CRIO_BUNDLED["cni-plugins"])
+        entries.append(Entry(f"{top}/cni-plugins/{name}", program, 0o755))
+    for extra in ("README.md", "LICENSE"):
+        entries.append(Entry(f"{top}/cni-plugins/{extra}", f"{NOTE}: CNI plugins {extra}\n".encode()))
+    for path in sorted(CRIO_BUNDLE_CURRENT.rglob("*")):
+        if path.is_file():
+            mode = 0o755 if path.name == "install" else 0o644
+            entries.append(Entry(f"{top}/{path.relative_to(CRIO_BUNDLE_CURRENT).as_posix()}", path.read_bytes(), mode))
     return gzip_bytes(tar_bytes(_with_parents(entries, top + "/")))
 
 
@@ -239,9 +307,73 @@ def kata_static(version: str, basename: str, arch: str) -> bytes:
     return xz_bytes(tar_bytes(_with_parents(entries, "./")))
 
 
+def _kata3_config(name: str, machine: str) -> bytes:
+    """The settings of kata-containers 3.32.0 src/runtime/config/configuration-<hypervisor>.toml.in that its
+    loader checks (src/runtime/pkg/katautils/config.go), with the static build's paths (PREFIX=/opt/kata)."""
+    hypervisor = name.split("-")[0]
+    binary = {"clh": "cloud-hypervisor", "fc": "firecracker", "stratovirt": "stratovirt", "remote": ""}.get(
+        hypervisor, f"qemu-system-{machine}"
+    )
+    table = {"fc": "firecracker"}.get(hypervisor, hypervisor)
+    lines = [f"# {NOTE}: Kata Containers configuration-{name}.toml", f"[hypervisor.{table}]"]
+    if binary:
+        lines.append(f'path = "/opt/kata/bin/{binary}"')
+    if hypervisor != "remote":
+        lines += [
+            'kernel = "/opt/kata/share/kata-containers/vmlinux.container"',
+            'image = "/opt/kata/share/kata-containers/kata-containers.img"',
+            "default_memory = 2048",
+        ]
+    if hypervisor == "qemu":
+        lines += ['machine_type = "q35"', 'shared_fs = "virtio-fs"',
+                  'virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"']  # fmt: skip
+    lines += ["", "[factory]", "", "[agent.kata]", "", "[runtime]", 'internetworking_model = "tcfilter"', ""]
+    return "\n".join(lines).encode()
+
+
+def kata_containers_static(version: str, basename: str, arch: str) -> bytes:
+    """kata-containers 3.32.0 tools/packaging/kata-deploy/local-build/kata-deploy-merge-builds.sh: the merged
+    assets under ./opt/kata (`tar --zstd -cvf ... .`), VERSION and versions.yaml at its top (audit of the build
+    scripts: /work/audit/kata.md Q8; the published file list is not confirmed)."""
+    machine = UNAME[arch]
+    base = "./opt/kata"
+    defaults = f"{base}/share/defaults/kata-containers"
+    entries = [Entry(f"{base}/bin/kata-runtime", standin_program("kata-runtime", "kata-runtime", version), 0o755)]
+    for tool in ("containerd-shim-kata-v2", "kata-monitor", f"qemu-system-{machine}", "cloud-hypervisor",
+                 "firecracker", "jailer"):  # fmt: skip
+        entries.append(Entry(f"{base}/bin/{tool}", standin_program(tool, "generic", version), 0o755))
+    entries.append(Entry(f"{base}/bin/kata-collect-data.sh", f"#!/bin/sh\necho '{NOTE}'\n".encode(), 0o755))
+    entries.append(Entry(f"{base}/runtime-rs/bin/containerd-shim-kata-v2",
+                         standin_program("containerd-shim-kata-v2", "generic", version), 0o755))  # fmt: skip
+    for tool in ("virtiofsd", "nydusd"):
+        entries.append(Entry(f"{base}/libexec/{tool}", standin_program(tool, "generic", version), 0o755))
+    for name in KATA3_CONFIGS:
+        entries.append(Entry(f"{defaults}/configuration-{name}.toml", _kata3_config(name, machine)))
+    entries.append(Entry(f"{defaults}/configuration.toml", link="configuration-qemu.toml"))
+    for name in KATA3_RS_CONFIGS:
+        entries.append(Entry(f"{defaults}/runtime-rs/configuration-{name}.toml", _kata3_config(name, machine)))
+    entries.append(Entry(f"{defaults}/runtime-rs/configuration.toml", link="configuration-qemu-runtime-rs.toml"))
+    share = f"{base}/share/kata-containers"
+    for blob in (f"vmlinux-{KATA3_KERNEL}", f"vmlinuz-{KATA3_KERNEL}", KATA3_IMAGE):
+        entries.append(Entry(f"{share}/{blob}", f"{NOTE}: {blob}\n".encode()))
+    entries += [
+        Entry(f"{share}/vmlinux.container", link=f"vmlinux-{KATA3_KERNEL}"),
+        Entry(f"{share}/vmlinuz.container", link=f"vmlinuz-{KATA3_KERNEL}"),
+        Entry(f"{share}/kata-containers.img", link=KATA3_IMAGE),
+        Entry(f"{base}/VERSION", f"{_bare(version)}\n".encode()),
+        Entry(f"{base}/versions.yaml", f"# {NOTE}: kata-containers {version} versions.yaml\n".encode()),
+    ]
+    return zstd_bytes(tar_bytes(_with_parents(entries, "./")))
+
+
 def cni_plugins(version: str, basename: str, arch: str) -> bytes:
+    """`tar -C bin ... .` (v0.8.7 scripts/release.sh; v1.9.1 .github/workflows/release.yaml, which adds README.md
+    and LICENSE): flat, ./-prefixed."""
     entries = [Entry("./", mode=0o755)]
-    entries += [Entry(f"./{name}", standin_program(name, "cni", version), 0o755) for name in CNI_PLUGINS]
+    names = CNI_PLUGINS if _bare(version).startswith("0.") else CNI_PLUGINS_1
+    entries += [Entry(f"./{name}", standin_program(name, "cni", version), 0o755) for name in names]
+    if not _bare(version).startswith("0."):
+        entries += [Entry(f"./{x}", f"{NOTE}: CNI plugins {x}\n".encode()) for x in ("README.md", "LICENSE")]
     return gzip_bytes(tar_bytes(entries))
 
 
@@ -253,6 +385,27 @@ def weave_manifest(version: str, basename: str, arch: str) -> bytes:
     return WEAVE_TEMPLATE.read_text().replace("@VERSION@", _bare(version)).encode()
 
 
+def weave_manifest_rajch(version: str, basename: str, arch: str) -> bytes:
+    """rajch/weave v2.9.0 prog/weave-kube/weave-daemonset-k8s-1.11.yaml against weaveworks v2.8.1: images
+    rajchaudhuri/weave-kube:latest and rajchaudhuri/weave-npc:latest, each with `imagePullPolicy: Always` (no
+    release step rewrites them in that tree), and CHECKPOINT_DISABLE "1" in the weave container's env."""
+    text = WEAVE_TEMPLATE.read_text().replace("Weave Net @VERSION@", f"Weave Net {_bare(version)} (rajch/weave fork)")
+    text = text.replace("weaveworks/", "rajchaudhuri/")
+    for image in ("weave-kube", "weave-npc"):
+        text = text.replace(f"image: 'rajchaudhuri/{image}:@VERSION@'",
+                            f"image: 'rajchaudhuri/{image}:latest'\n              imagePullPolicy: Always")  # fmt: skip
+    anchor = "                      fieldPath: spec.nodeName\n              image: 'rajchaudhuri/weave-kube:latest'"
+    assert anchor in text, "weave template changed"
+    text = text.replace(anchor, anchor.replace("\n              image:", "\n                - name: CHECKPOINT_DISABLE"
+                                                "\n                  value: \"1\"\n              image:"), 1)
+    return text.encode()
+
+
+def flannel_manifest(version: str, basename: str, arch: str) -> bytes:
+    plugin = FLANNEL_CNI_PLUGIN[version]
+    return FLANNEL_TEMPLATE.read_text().replace("@VERSION@", version).replace("@CNI_PLUGIN@", plugin).encode()
+
+
 BUILDERS: dict[str, Callable[[str, str, str], bytes]] = {
     "kubernetes-node": kubernetes_node,
     "cri-o": cri_o,
@@ -261,6 +414,16 @@ BUILDERS: dict[str, Callable[[str, str, str], bytes]] = {
     "cni-plugins": cni_plugins,
     "crictl": crictl,
     "weave-manifest": weave_manifest,
+    # the current stack's
+    "kubelet": kubernetes_binary("kubelet"),
+    "kubeadm": kubernetes_binary("kubeadm"),
+    "kubectl": kubernetes_binary("kubectl"),
+    "cri-o-bundle": cri_o_bundle,
+    "kata-containers-static": kata_containers_static,
+    "cni-plugins-1": cni_plugins,
+    "crictl-1.36": crictl,
+    "weave-manifest-rajch": weave_manifest_rajch,
+    "flannel-manifest": flannel_manifest,
 }
 
 
@@ -361,28 +524,32 @@ def make_standins(real_lock: Path, out_dir: Path, arch: str = "amd64") -> tuple[
             continue
         if name not in BUILDERS:
             raise ValueError(f"no stand-in builder for lock artifact {name!r}; add one to {Path(__file__).name}")
-        arches = {}
-        for key in (arch, "all"):
-            real = entry.get("arches", {}).get(key)
-            if real is None:
-                continue
-            basename = urlsplit(real["url"]).path.rsplit("/", 1)[-1]
-            data = BUILDERS[name](str(entry["version"]), basename, arch)
-            algorithm = (real.get("checksum") or "sha256:").split(":", 1)[0]
-            target = mirror_path(mirror_dir, real["url"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            arches[key] = {
-                "url": real["url"],
-                "checksum": _digest(algorithm, data),
-                "checksum_source": "trust-on-first-use",
-                "checksum_note": NOTE,
-                "size": len(data),
-            }
-        if arches:
-            standin = copy.deepcopy({k: v for k, v in entry.items() if k != "arches"})
-            standin["arches"] = arches
-            standin_artifacts[name] = standin
+        versions = []
+        for one in entry if isinstance(entry, list) else [entry]:  # several versions: a list of them
+            arches = {}
+            for key in (arch, "all"):
+                real = one.get("arches", {}).get(key)
+                if real is None:
+                    continue
+                basename = urlsplit(real["url"]).path.rsplit("/", 1)[-1]
+                data = BUILDERS[name](str(one["version"]), basename, arch)
+                algorithm = (real.get("checksum") or "sha256:").split(":", 1)[0]
+                target = mirror_path(mirror_dir, real["url"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                arches[key] = {
+                    "url": real["url"],
+                    "checksum": _digest(algorithm, data),
+                    "checksum_source": "trust-on-first-use",
+                    "checksum_note": NOTE,
+                    "size": len(data),
+                }
+            if arches:
+                standin = copy.deepcopy({k: v for k, v in one.items() if k != "arches"})
+                standin["arches"] = arches
+                versions.append(standin)
+        if versions:
+            standin_artifacts[name] = versions if isinstance(entry, list) else versions[0]
     standin_lock = {k: v for k, v in lock.items() if k not in ("artifacts", "images")}
     standin_lock["artifacts"] = standin_artifacts
     images = {}

@@ -15,26 +15,44 @@ CONFIG_KEYS_36 = CONFIG_KEYS_17 | {"pull-image-on-create", "disable-pull-on-run"
 COMMANDS = {"info", "version", "inspecti", "images", "img", "pull", "ps", "pods", "rmi", "inspect", "config"}
 
 
-def load_crictl_config(path):
+class ConfigProblem(Exception):
+    pass
+
+
+def load_crictl_config(path, explicit=False):
     """/etc/crictl.yaml (or --config / CRI_CONFIG_FILE). v1.17.0 ignores unknown keys; a bad value is fatal
-    with upstream's own spelling, "Falied to load config file" (T17 cmd/crictl/main.go)."""
+    with upstream's own spelling, "Falied to load config file" (T17 cmd/crictl/main.go:158-228). v1.36.0
+    refuses an unknown key or a bad value (T36 pkg/common/file.go:109-163), but that is fatal only when the file
+    was named (-c or CRI_CONFIG_FILE); otherwise the whole file is dropped without a message and crictl goes on
+    with its defaults (T36 cmd/crictl/main.go:325-333)."""
     text = read(p(path))
     if text is None:
         return {}
     docs = load_yaml_docs(text) or [{}]
     conf = docs[0] or {}
-    if not isinstance(conf, dict):
-        fail(f"Falied to load config file: {path} is not a mapping")
-    known = CONFIG_KEYS_17 if minor() < 18 else CONFIG_KEYS_36
-    unknown = sorted(k for k in conf if k not in known)
-    if unknown and minor() >= 18:
-        fail(f"Config option '{unknown[0]}' is not valid")  # T36: an error (fatal with -c / CRI_CONFIG_FILE)
-    timeout = conf.get("timeout", 2)
-    if not isinstance(timeout, int) or isinstance(timeout, bool):  # T17: whole seconds
-        fail(f"Falied to load config file: timeout must be a whole number of seconds, got {timeout!r}")
-    for key in ("debug", "pull-image-on-create", "disable-pull-on-run"):
-        if key in conf and not isinstance(conf[key], bool):
-            fail(f"Falied to load config file: {key} must be true or false, got {conf[key]!r}")
+    new = minor() >= 18
+    try:
+        if not isinstance(conf, dict):
+            raise ConfigProblem(f"{path} is not a mapping")
+        known = CONFIG_KEYS_17 if not new else CONFIG_KEYS_36
+        unknown = sorted(k for k in conf if k not in known)
+        if unknown and new:
+            raise ConfigProblem(f"Config option '{unknown[0]}' is not valid")
+        timeout = conf.get("timeout", 2)
+        if not isinstance(timeout, int) or isinstance(timeout, bool):  # T17: whole seconds; T36: strconv.Atoi
+            raise ConfigProblem(f"timeout must be a whole number of seconds, got {timeout!r}" if not new else
+                                f"parsing config option 'timeout': strconv.Atoi: parsing {str(timeout)!r}: "
+                                "invalid syntax")  # fmt: skip
+        for key in ("debug", "pull-image-on-create", "disable-pull-on-run"):
+            if key in conf and not isinstance(conf[key], bool):
+                raise ConfigProblem(f"{key} must be true or false, got {conf[key]!r}" if not new else
+                                    f"parsing config option '{key}': strconv.ParseBool: invalid syntax")  # fmt: skip
+    except ConfigProblem as exc:
+        if not new:
+            fail(f"Falied to load config file: {exc}")
+        if explicit:
+            fail(f'level=fatal msg="load config file: {exc}"')
+        return {}
     return conf
 
 
@@ -54,13 +72,22 @@ def main(args):
     command = positionals[0] if positionals else None
     if command not in COMMANDS:
         fail(f"No help topic for '{command}'" if command else "crictl: no command given")
-    conf = load_crictl_config(last(flags, "config", os.environ.get("CRI_CONFIG_FILE", "/etc/crictl.yaml")))
+    explicit = "config" in flags or "CRI_CONFIG_FILE" in os.environ
+    conf = load_crictl_config(last(flags, "config", os.environ.get("CRI_CONFIG_FILE", "/etc/crictl.yaml")), explicit)
     endpoint = last(flags, "runtime-endpoint") or conf.get("runtime-endpoint")
     image_endpoint = last(flags, "image-endpoint") or conf.get("image-endpoint") or endpoint
-    if not endpoint:
+    if not endpoint and minor() < 18:
         # T17 falls back to unix:///var/run/dockershim.sock with a warning, where no CRI-O answers
         print("WARN runtime connect using default endpoints: [unix:///var/run/dockershim.sock]", file=sys.stderr)
         endpoint = "unix:///var/run/dockershim.sock"
+    elif not endpoint:
+        # T36 cmd/crictl/main.go:95-119 and main_unix.go:30: the deprecated default endpoints, tried in order
+        defaults = ["unix:///run/containerd/containerd.sock", "unix:///run/crio/crio.sock",
+                    "unix:///var/run/cri-dockerd.sock"]  # fmt: skip
+        print(f"WARN runtime connect using default endpoints: {defaults}. As the default settings are now deprecated, "
+              "you should set the endpoint instead.", file=sys.stderr)  # fmt: skip
+        endpoint = next((e for e in defaults if os.path.exists(p(e[len("unix://") :]))), defaults[0])
+        image_endpoint = image_endpoint or endpoint
     target = image_endpoint if command in ("inspecti", "images", "img", "pull", "rmi") else endpoint
     request = {"info": "INFO", "version": "VERSION", "images": "IMAGES", "img": "IMAGES"}.get(command)
     if command in ("inspecti", "pull", "rmi"):

@@ -215,49 +215,38 @@ def _lookpath(name):
 def validate(conf):
     """The checks of Config.Validate(onExecution=true) and server.New that a node's files decide, in
     upstream's order, with upstream's messages. Returns a list of warnings; raises on the first error."""
-    old = minor() < 18
+    if minor() >= 18:
+        return validate_36(conf)
+    old = True
     warnings = []
     if conf.get("image_volumes") not in ("mkdir", "ignore", "bind"):
         raise ConfigError("unrecognized image volume type specified")  # C17 config.go:572
     if not str(conf["log_dir"]).startswith("/"):
         raise ConfigError("root config: log_dir is not an absolute path")  # C17 config.go:632-634
     runtimes = conf["runtimes"]
-    default = conf.get("default_runtime") or ("runc" if old else "crun")
-    if default not in runtimes:  # C17 config.go:689-707; C36 config.go:1540-1562
-        if old:
-            raise ConfigError(
-                f"runtime config: default_runtime set to {q(default)}, but no runtime entry was found for it"
-            )
-        raise ConfigError(f"validating runtime config: default_runtime set to {q(default)}, but no runtime entry table "
-                          f"[crio.runtime.runtimes.{default}] was found")  # fmt: skip
+    default = conf.get("default_runtime") or "runc"
+    if default not in runtimes:  # C17 config.go:689-707
+        raise ConfigError(f"runtime config: default_runtime set to {q(default)}, but no runtime entry was found for it")
     cgroup = conf.get("conmon_cgroup", "")
-    if old and not (cgroup == "pod" or cgroup.endswith(".slice")):  # C17 config.go:709-711 (any cgroup_manager)
+    if not (cgroup == "pod" or cgroup.endswith(".slice")):  # C17 config.go:709-711 (any cgroup_manager)
         raise ConfigError("runtime config: conmon cgroup should be 'pod' or a systemd slice")
     manage = conf.get("manage_ns_lifecycle") or conf.get("manage_network_ns_lifecycle")
-    if old and manage and (conf.get("uid_mappings") or conf.get("gid_mappings")):  # C17 config.go:717-722
+    if manage and (conf.get("uid_mappings") or conf.get("gid_mappings")):  # C17 config.go:717-722
         raise ConfigError("runtime config: cannot use UIDMappings with ManageNSLifecycle")
     size = conf.get("log_size_max", -1)
     if not (size < 0 or size >= 8192):  # C17 config.go:724-726
         raise ConfigError("runtime config: log size max should be negative or >= 8192")
-    if not old and conf.get("cgroup_manager") not in ("systemd", "cgroupfs"):  # C36 cgmgr_linux.go:113-134
-        raise ConfigError(f"validating runtime config: unable to update cgroup manager: invalid cgroup manager: "
-                          f"{conf.get('cgroup_manager')}")  # fmt: skip
     for name in sorted(runtimes):
         try:
             _validate_handler(name, runtimes[name], old)
         except ConfigError as exc:
-            # C36 config.go:1623-1636: a broken handler other than the default is dropped with a warning
-            if old or name == default:
-                raise
-            warnings.append(f'Runtime handler "{name}" is being ignored due to: {exc}')
-    for d in conf.get("hooks_dir", []):  # C17 config.go:739-743: fatal; C36 config.go:1445-1472: created
+            raise ConfigError(f"runtime config: runtime validation: {exc}") from None
+    for d in conf.get("hooks_dir", []):  # C17 config.go:739-743: a missing hooks directory is fatal
         if not os.path.isdir(p(d)):
-            if old:
-                raise ConfigError(f"runtime config: invalid hooks_dir: stat {d}: no such file or directory: stat {d}: "
-                                  "no such file or directory")  # fmt: skip
-            os.makedirs(p(d), exist_ok=True)
-    _validate_program("conmon", conf.get("conmon", ""), old)  # C17 config.go:746-748, 777-805
-    _validate_program("pinns", conf.get("pinns_path", ""), old)  # C17 config.go:751-753: even without manage_ns
+            raise ConfigError(f"runtime config: invalid hooks_dir: stat {d}: no such file or directory: stat {d}: "
+                              "no such file or directory")  # fmt: skip
+    _validate_program("conmon", conf.get("conmon", ""), "runtime config: ")  # C17 config.go:746-748, 777-805
+    _validate_program("pinns", conf.get("pinns_path", ""), "runtime config: ")  # C17 config.go:751-753
     os.makedirs(p(conf["namespaces_dir"]), exist_ok=True)  # C17 config.go:755-757
     os.makedirs(p(conf["network_dir"]), exist_ok=True)  # C17 config.go:811-846
     for d in conf.get("plugin_dirs", []):
@@ -265,45 +254,166 @@ def validate(conf):
     if not _lookpath("nsenter"):  # ocicni util_linux.go:12-22 (C17 server.go:363-366)
         raise ConfigError('exec: "nsenter": executable file not found in $PATH')
     _apparmor(conf, old)
-    if not old and not re.match(r"^[a-z0-9.:/_-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$", conf.get("pause_image", "")):
-        raise ConfigError(f"validating image config: invalid pause image {q(conf.get('pause_image'))}")
     return warnings
 
 
+def validate_36(conf):
+    """C36 pkg/config/config.go Config.Validate(onExecution=true), in its order (1175-1232): image volumes, root,
+    runtime (1358-1537: default runtime, log size, cgroup manager, ValidateRuntimes, hooks, pinns, namespaces,
+    AppArmor, TranslateMonitorFields), image, network, API. Errors are wrapped as upstream wraps them."""
+    warnings = []
+    if conf.get("image_volumes") not in ("mkdir", "ignore", "bind"):
+        raise ConfigError("unrecognized image volume type specified")  # C36 config.go:1175-1182
+    if not str(conf["log_dir"]).startswith("/"):  # C36 config.go:1322-1327
+        raise ConfigError("validating root config: log_dir is not an absolute path")
+    rt = "validating runtime config: "
+    runtimes = conf["runtimes"]
+    default = conf.get("default_runtime")
+    if default and default not in runtimes:  # C36 config.go:1540-1562 ValidateDefaultRuntime
+        raise ConfigError(f"{rt}default_runtime set to {q(default)}, but no runtime entry table "
+                          f"[crio.runtime.runtimes.{default}] was found")  # fmt: skip
+    if not default:  # an empty default_runtime means crun, whose built-in handler is added when missing
+        default = "crun"
+        runtimes.setdefault("crun", {"runtime_path": "", "runtime_type": "oci", "runtime_root": "/run/crun"})
+        conf["default_runtime"] = default
+    size = conf.get("log_size_max", -1)
+    if not (size < 0 or size >= 8192):
+        raise ConfigError(f"{rt}log size max should be negative or >= 8192")
+    manager = conf.get("cgroup_manager")
+    if manager not in ("systemd", "cgroupfs"):  # C36 internal/config/cgmgr/cgmgr_linux.go:113-134
+        raise ConfigError(f"{rt}unable to update cgroup manager: invalid cgroup manager: {manager}")
+    for name in sorted(runtimes):  # C36 config.go:1595-1641 ValidateRuntimes
+        try:
+            _validate_handler(name, runtimes[name], False)
+        except ConfigError as exc:
+            if name == default:
+                raise ConfigError(f"{rt}runtime validation: {exc}") from None
+            # C36 config.go:1623-1636: a broken handler other than the default is dropped with a warning
+            warnings.append(f'Runtime handler "{name}" is being ignored due to: {exc}')
+            del runtimes[name]
+    for d in conf.get("hooks_dir", []):  # C36 config.go:1445-1472: a missing hooks directory is created
+        if not os.path.isdir(p(d)):
+            os.makedirs(p(d), exist_ok=True)
+    _validate_program("pinns", conf.get("pinns_path", ""), rt)  # C36 config.go:1479-1481, 1830-1849
+    os.makedirs(p(conf["namespaces_dir"]), exist_ok=True)  # C36 internal/config/nsmgr/nsmgr_linux.go:37-67
+    _apparmor(conf, False)  # C36 config.go:1517-1519
+    for name in sorted(runtimes):  # C36 config.go:1696-1755 TranslateMonitorFields: oci handlers only
+        handler = runtimes[name]
+        if handler.get("runtime_type", "") in ("", "oci"):
+            try:
+                _translate_monitor_fields(conf, handler)
+            except ConfigError as exc:
+                raise ConfigError(f"{rt}monitor fields translation: failed to translate monitor fields for runtime "
+                                  f"{name}: {exc}") from None  # fmt: skip
+    pause = conf.get("pause_image", "")  # C36 config.go:1853-1880 ImageConfig.Validate
+    if not re.match(r"^[a-z0-9.:/_-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$", pause):
+        raise ConfigError(f"validating image config: invalid pause image {q(pause)}")
+    policy_dir = conf.get("signature_policy_dir", "/etc/crio/policies")
+    if not str(policy_dir).startswith("/"):
+        raise ConfigError(f'validating image config: signature policy dir {q(policy_dir)} is not absolute')
+    os.makedirs(p(policy_dir), exist_ok=True)
+    os.makedirs(p(conf["network_dir"]), exist_ok=True)  # C36 config.go:1891-1941
+    for d in conf.get("plugin_dirs", []):
+        os.makedirs(p(d), exist_ok=True)
+    sock = p(conf["listen"])  # C36 config.go:1299-1316 RemoveUnusedSocket
+    if os.path.exists(sock):
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(sock)
+            except OSError:
+                pass
+            else:
+                raise ConfigError(f"validating api config: already existing connection on {conf['listen']}")
+    return warnings
+
+
+def _translate_monitor_fields(conf, handler):
+    """C36 config.go:1709-1771: the global conmon/conmon_cgroup override the handler's monitor fields; with the
+    systemd manager an empty monitor cgroup is system.slice; conmon must exist (LookPath when unset) and answer
+    `conmon --version` with a version in its third field (internal/config/conmonmgr/conmonmgr.go:27-51); the
+    monitor cgroup must be "pod" or a *.slice (systemd) or "pod"/empty (cgroupfs)."""
+    import subprocess
+
+    cgroup = conf.get("conmon_cgroup") or handler.get("monitor_cgroup", "")
+    path = conf.get("conmon") or handler.get("monitor_path", "")
+    systemd = conf.get("cgroup_manager") == "systemd"
+    if systemd and not cgroup:
+        cgroup = "system.slice"
+    if not path:
+        path = program = _lookpath("conmon")  # a path on this machine's PATH, not under NODEIMAGE_STANDIN_ROOT
+        if not path:
+            raise ConfigError('exec: "conmon": executable file not found in $PATH')
+    elif not _exists(path):
+        raise ConfigError(f"invalid conmon path: stat {path}: no such file or directory")
+    else:
+        program = p(path)
+    if not path.startswith("/"):
+        raise ConfigError(f"conmon path is not absolute: {path}")
+    try:
+        command = [sys.executable, program] if _is_python(program) else [program]
+        out = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError as exc:
+        raise ConfigError(f"get conmon version: {exc}") from None
+    fields = out.split()
+    if len(fields) < 3:
+        raise ConfigError(f"conmon version output too short: expected three fields, got {len(fields)} in {out}")
+    if not re.fullmatch(r"\d+\.\d+\.\d+([-+].*)?", fields[2]):
+        raise ConfigError(f"parse conmon version: {fields[2]} is not in dotted-tri format")
+    if not systemd:
+        cgroup = "" if cgroup == "system.slice" else cgroup
+        if cgroup not in ("pod", ""):
+            raise ConfigError(f"cgroupfs manager conmon cgroup should be 'pod' or empty, but got: '{cgroup}'")
+    elif not (cgroup == "pod" or cgroup.endswith(".slice")):
+        raise ConfigError("conmon cgroup should be 'pod' or a systemd slice")
+
+
+def _is_python(path):
+    """The stand-in programs are Python scripts; under NODEIMAGE_STANDIN_ROOT they run through this interpreter."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(20).startswith(b"#!/usr/bin/python3")
+    except OSError:
+        return False
+
+
 def _validate_handler(name, handler, old):
+    """RuntimeHandler validation (C17 config.go:859-883; C36 config.go:1944-2055, in C36's order: type, path and
+    the vm naming pattern, runtime_config_path). Messages without the callers' prefixes."""
     rtype = handler.get("runtime_type", "")
-    if rtype not in (("", "oci", "vm") if old else ("", "oci", "vm", "pod")):  # C17 config.go:877-883
-        raise ConfigError(
-            f"runtime config: runtime validation: invalid `runtime_type` {q(rtype)} for runtime {q(name)}"
-        )
+    if rtype not in (("", "oci", "vm") if old else ("", "oci", "vm", "pod")):
+        raise ConfigError(f"invalid `runtime_type` {q(rtype)} for runtime {q(name)}")
     path = handler.get("runtime_path", "")
-    if not path:  # C17 config.go:859-866: LookPath(<handler name>)
+    if not path:  # LookPath(<handler name>)
         if not _lookpath(name):
-            raise ConfigError(f'runtime config: runtime validation: "{name}" not found in $PATH: exec: "{name}": '
-                              "executable file not found in $PATH")  # fmt: skip
-    elif not _exists(path):  # C17 config.go:867-870: os.Stat, ENOENT only (the mode is not checked)
-        raise ConfigError(f"runtime config: runtime validation: invalid runtime_path for runtime '{name}': "
-                          f'"stat {path}: no such file or directory"')  # fmt: skip
+            raise ConfigError(f'"{name}" not found in $PATH: exec: "{name}": executable file not found in $PATH')
+    elif not _exists(path):  # os.Stat, ENOENT only (the mode is not checked)
+        if old:
+            raise ConfigError(f"invalid runtime_path for runtime '{name}': \"stat {path}: no such file or directory\"")
+        raise ConfigError(f"invalid runtime_path for runtime '{name}': stat {path}: no such file or directory")
     if not old and rtype == "vm":
         base = os.path.basename(path)
-        if path and not re.fullmatch(r"containerd-shim-([a-zA-Z0-9\-\+])+-v2", base):  # C36 config.go:2004-2028, 73
+        if not re.fullmatch(r"containerd-shim-([a-zA-Z0-9\-\+])+-v2", base):  # C36 config.go:73, 1986-2028
             raise ConfigError(f"invalid runtime_path for runtime '{name}': containerd binary naming pattern is not "
                               "followed")  # fmt: skip
-        cfg = handler.get("runtime_config_path", "")
-        if cfg and not _exists(cfg):  # C36 config.go:2041-2055
-            raise ConfigError(f"invalid runtime_config_path for runtime '{name}': stat {cfg}: no such file")
-    elif not old and handler.get("runtime_config_path"):
-        raise ConfigError("runtime_config_path can only be used with the 'vm' runtime type")
+    cfg = handler.get("runtime_config_path", "")
+    if not old and cfg:  # C36 config.go:2041-2055
+        if rtype != "vm":
+            raise ConfigError("runtime_config_path can only be used with the 'vm' runtime type")
+        if not _exists(cfg):
+            raise ConfigError(f"invalid runtime_config_path for runtime '{name}': stat {cfg}: no such file or "
+                              "directory")  # fmt: skip
 
 
-def _validate_program(what, path, old):
-    """validateExecutablePath: empty → LookPath (must be executable in $PATH), else os.Stat only."""
+def _validate_program(what, path, prefix):
+    """validateExecutablePath (C17 config.go:777-805; C36 config.go:1830-1849): empty → LookPath (must be
+    executable in $PATH), else os.Stat only."""
     if not path:
         if not _lookpath(what):
-            raise ConfigError(f'runtime config: {what} validation: exec: "{what}": executable file not found in $PATH')
+            raise ConfigError(f'{prefix}{what} validation: exec: "{what}": executable file not found in $PATH')
     elif not _exists(path):
-        raise ConfigError(f"runtime config: {what} validation: invalid {what} path: stat {path}: no such file or "
-                          "directory")  # fmt: skip
+        raise ConfigError(f"{prefix}{what} validation: invalid {what} path: stat {path}: no such file or directory")
 
 
 def _apparmor(conf, old):
@@ -398,7 +508,8 @@ def serve(conf):
 
     server = socketserver.ThreadingUnixStreamServer(sock_path, Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: shutdown() waits for the loop to notice (0.5 s by default, which every test stopping crio paid)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         write(p(conf["version_file"]), json.dumps(bare(VERSION)) + "\n")  # C17 main.go:249-251

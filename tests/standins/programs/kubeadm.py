@@ -21,6 +21,7 @@ from common import (
     LOG_DIR,
     ROOT,
     VERSION,
+    cri_request,
     fail,
     last,
     load_yaml_docs,
@@ -43,11 +44,13 @@ HOSTPATH = [{"name": LEAF, "hostPath": LEAF, "mountPath": LEAF, "readOnly": LEAF
 IMAGE_META = {"imageRepository": LEAF, "imageTag": LEAF}
 
 
-def _registration(v4):
+def _registration(v4, v3=False):
     reg = {"name": LEAF, "criSocket": LEAF, "taints": LEAF, "kubeletExtraArgs": ARG_LIST if v4 else LEAF,
            "ignorePreflightErrors": LEAF}  # fmt: skip
+    if v4 or v3:
+        reg["imagePullPolicy"] = LEAF
     if v4:
-        reg.update({"imagePullPolicy": LEAF, "imagePullSerial": LEAF})
+        reg["imagePullSerial"] = LEAF
     return reg
 
 
@@ -59,7 +62,20 @@ def _component(v4):
 
 
 def schema(v4):
-    """A17 cmd/kubeadm/app/apis/kubeadm/v1beta2/types.go (every json tag); A36 .../v1beta4/types.go."""
+    """The v1beta2 (``v4`` false) or v1beta4 schema; see schema_for."""
+    return schema_for("kubeadm.k8s.io/v1beta4" if v4 else "kubeadm.k8s.io/v1beta2")
+
+
+def schema_for(api):
+    """Every json tag of the kinds of ``api``: A17 cmd/kubeadm/app/apis/kubeadm/v1beta2/types.go; A36
+    .../v1beta3/types.go (commit 008b3652, still read by 1.36 and removed in 1.37 by kubernetes PR #136016) and
+    .../v1beta4/types.go (commit 13299357; /work/audit/k8s-1.36.md section 1)."""
+    v3 = api == "kubeadm.k8s.io/v1beta3"
+    v4 = api == "kubeadm.k8s.io/v1beta4"
+    return _schema(v4, v3)
+
+
+def _schema(v4, v3=False):
     discovery = {
         "bootstrapToken": {"token": LEAF, "apiServerEndpoint": LEAF, "caCertHashes": LEAF,
                            "unsafeSkipCAVerification": LEAF},
@@ -83,10 +99,17 @@ def schema(v4):
         "dns": {**IMAGE_META, **({"disabled": LEAF} if v4 else {"type": LEAF})},
         "certificatesDir": LEAF, "imageRepository": LEAF, "featureGates": LEAF, "clusterName": LEAF,
     }  # fmt: skip
-    init = {"apiVersion": LEAF, "kind": LEAF, "bootstrapTokens": [TOKEN], "nodeRegistration": _registration(v4),
+    init = {"apiVersion": LEAF, "kind": LEAF, "bootstrapTokens": [TOKEN], "nodeRegistration": _registration(v4, v3),
             "localAPIEndpoint": ENDPOINT, "certificateKey": LEAF}  # fmt: skip
-    join = {"apiVersion": LEAF, "kind": LEAF, "nodeRegistration": _registration(v4), "caCertPath": LEAF,
+    join = {"apiVersion": LEAF, "kind": LEAF, "nodeRegistration": _registration(v4, v3), "caCertPath": LEAF,
             "discovery": discovery, "controlPlane": {"localAPIEndpoint": ENDPOINT, "certificateKey": LEAF}}  # fmt: skip
+    if v3:  # v1beta3: the v1beta2 kinds without useHyperKubeImage and dns.type, with skipPhases and patches
+        cluster["dns"] = dict(IMAGE_META)
+        api_server["timeoutForControlPlane"] = LEAF
+        discovery["timeout"] = LEAF
+        for doc in (init, join):
+            doc.update({"skipPhases": LEAF, "patches": {"directory": LEAF}})
+        return {"InitConfiguration": init, "ClusterConfiguration": cluster, "JoinConfiguration": join}
     if v4:
         api_server_only = {"timeoutForControlPlane"}
         assert not api_server_only & set(api_server)
@@ -127,6 +150,15 @@ def api_version():
     return "kubeadm.k8s.io/v1beta2" if minor() < 22 else "kubeadm.k8s.io/v1beta4"
 
 
+# A36 cmd/kubeadm/app/util/config/common.go validateSupportedVersion (1.31+ revision): APIs removed, with the kubeadm
+# that last read them, and the deprecated one that is still read with a warning.
+OLD_APIS_36 = {"kubeadm.k8s.io/v1alpha1": "v1.11", "kubeadm.k8s.io/v1alpha2": "v1.12",
+               "kubeadm.k8s.io/v1alpha3": "v1.14", "kubeadm.k8s.io/v1beta1": "v1.15",
+               "kubeadm.k8s.io/v1beta2": "v1.22"}  # fmt: skip
+DEPRECATED_APIS_36 = ("kubeadm.k8s.io/v1beta3",)
+OLD_APIS_17 = ("kubeadm.k8s.io/v1alpha1", "kubeadm.k8s.io/v1alpha2", "kubeadm.k8s.io/v1alpha3")
+
+
 def load_config(path, verb):
     """A17 cmd/kubeadm/app/util/config/initconfiguration.go:206-339 and joinconfiguration.go:92-131."""
     text = read(p(path))
@@ -147,15 +179,27 @@ def load_config(path, verb):
         if kind in seen:
             fail(f'invalid configuration: kind "{kind}" is specified twice in YAML file')
         seen.add(kind)
-        if version in ("kubeadm.k8s.io/v1alpha1", "kubeadm.k8s.io/v1alpha2", "kubeadm.k8s.io/v1alpha3"):
+        if minor() < 22 and version in OLD_APIS_17:
             fail(f'your configuration file uses an old API spec: "{version}". Please use kubeadm ... instead')
+        if minor() >= 22 and version in OLD_APIS_36:
+            fail(f"your configuration file uses an old API spec: {json.dumps(version)} (kind: {json.dumps(kind)}). "
+                 f"Please use kubeadm {OLD_APIS_36[version]} instead and run 'kubeadm config migrate --old-config "
+                 "old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API "
+                 "version.")  # fmt: skip
         if kind in known:
-            if version != want:
-                problems.append(f"{kind} is {version}; this stand-in takes only {want} (the pinned kubeadm's API)")
+            accepted = (want,) if minor() < 22 else (want, *DEPRECATED_APIS_36)
+            if version not in accepted:
+                problems.append(f"{kind} is {version}; this stand-in takes only {' or '.join(accepted)} (the pinned "
+                                "kubeadm's APIs)")  # fmt: skip
                 continue
-            bad = unknown_fields(doc, known[kind])
+            if version in DEPRECATED_APIS_36:
+                print(f"W0000 00:00:00.000000 1 common.go:101] your configuration file uses a deprecated API spec: "
+                      f"{json.dumps(version)} (kind: {json.dumps(kind)}). Please use 'kubeadm config migrate "
+                      "--old-config old.yaml --new-config new.yaml', which will write the new, similar spec using a "
+                      "newer API version.", file=sys.stderr)  # fmt: skip
+            bad = unknown_fields(doc, schema_for(version)[kind])
             if bad:
-                problems.append(f"{kind} has fields {want} does not have: {', '.join(bad)}")
+                problems.append(f"{kind} has fields {version} does not have: {', '.join(bad)}")
             found[kind] = doc
         elif (kind, version) in (("KubeletConfiguration", "kubelet.config.k8s.io/v1beta1"),
                                  ("KubeProxyConfiguration", "kubeproxy.config.k8s.io/v1alpha1")):  # fmt: skip
@@ -171,7 +215,11 @@ def load_config(path, verb):
     return found
 
 
-# --- images (A17 cmd/kubeadm/app/images/images.go, constants.go:264-426; A36 from its changelog) ------------------
+# --- images ---------------------------------------------------------------------------------------------------
+# A17 cmd/kubeadm/app/images/images.go, constants.go:264-426. A36 images.go (commit 008b3652) GetControlPlaneImages:
+# the control plane, kube-proxy, CoreDNS (under coredns/ in the default repository only: GetDNSImage), pause, etcd;
+# the versions from CHANGELOG-1.36.md v1.36.0 (pause 3.10.2 #138199, CoreDNS v1.14.2 #137605, etcd 3.6.8 #137107),
+# constants.go at v1.36.4 not being readable here.
 
 
 def images(cluster, version):
@@ -180,7 +228,8 @@ def images(cluster, version):
     names = [f"{repo}/{c}:{tag}" for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
     if minor() < 22:
         return names + [f"{repo}/pause:3.1", f"{repo}/etcd:3.4.3-0", f"{repo}/coredns:1.6.5"]
-    return names + [f"{repo}/coredns/coredns:v1.14.2", f"{repo}/pause:3.10.2", f"{repo}/etcd:3.6.8-0"]
+    dns = f"{repo}/coredns" if repo == "registry.k8s.io" else repo
+    return names + [f"{dns}/coredns:v1.14.2", f"{repo}/pause:3.10.2", f"{repo}/etcd:3.6.8-0"]
 
 
 # --- preflight (A17 cmd/kubeadm/app/preflight/checks.go) -------------------------------------------------------
@@ -210,7 +259,15 @@ def _kernel_config():
     return next((c for c in paths if os.path.exists(p(c))), None), paths
 
 
-def preflight(verb, registration, cluster, endpoint):
+def _mem_mb():
+    """Total RAM in MB as syscall.Sysinfo gives it (MemTotal of /proc/meminfo is the same number, in kB)."""
+    for line in (read(p("/proc/meminfo"), "") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
+def preflight(verb, registration, cluster, endpoint, api_port=None):
     errors, warnings = [], []
     ignored = {i.lower() for i in registration.get("ignorePreflightErrors") or []}
     old = minor() < 22
@@ -223,7 +280,10 @@ def preflight(verb, registration, cluster, endpoint):
     if verb == "init":
         if (os.cpu_count() or 1) < 2:
             error("NumCPU", f"the number of available CPUs {os.cpu_count()} is less than the required 2")
-        ports = [6443, 10259, 10257, 2379, 2380]
+        mem = _mem_mb()
+        if not old and mem is not None and mem < 1700:  # A36 checks_linux.go MemCheck, ControlPlaneMem = 1700
+            error("Mem", f"the system RAM ({mem} MB) is less than the minimum 1700 MB")
+        ports = [int(api_port or 6443), 10259, 10257, 2379, 2380]
         for manifest in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
             path = f"/etc/kubernetes/manifests/{manifest}.yaml"
             if os.path.exists(p(path)):
@@ -239,15 +299,24 @@ def preflight(verb, registration, cluster, endpoint):
     for port in [*ports, 10250]:
         if not _port_free(port):
             error(f"Port-{port}", f"Port {port} is in use")
-    # addCommonChecks for a CRI socket (A17 checks.go:994-1037)
+    # addCommonChecks for a CRI socket (A17 checks.go:994-1037: crictl; A36: kubeadm talks to the CRI itself,
+    # cmd/kubeadm/app/util/runtime, so crictl is no longer needed)
     crictl = which("crictl")
     if old and not crictl:
         error("FileExisting-crictl", "crictl not found in system path")
-    if crictl or not old:
+    if old and crictl:
         proc = _crictl(crictl, endpoint, "info")
         if proc.returncode != 0:
             error("CRI", f"container runtime is not running: output: {proc.stdout.strip()}, error: exit status "
                          f"{proc.returncode}")  # fmt: skip
+    if not old:
+        why = "no runtime status"
+        try:
+            ok = bool(cri_request(endpoint, "INFO", timeout=10).get("status"))
+        except (OSError, ValueError) as exc:
+            ok, why = False, str(exc)
+        if not ok:
+            error("CRI", f"could not connect to the container runtime {endpoint}: {why}")
     sysctls = ["/proc/sys/net/ipv4/ip_forward"]
     if old:
         sysctls.insert(0, "/proc/sys/net/bridge/bridge-nf-call-iptables")
@@ -284,10 +353,22 @@ def preflight(verb, registration, cluster, endpoint):
     missing = [c for c in required if not cgroups.get(c)]
     if missing:
         error("SystemVerification", f"missing cgroups: {' '.join(missing)}")
-    if not old and not os.path.exists(p("/sys/fs/cgroup/cgroup.controllers")):
-        # system-validators v1.12.1 cgroup_validator_linux.go:119-134, an error for kubelets >= 1.35
-        error("SystemVerification", "cgroups v1 support is deprecated and will be removed in a future release. "
-                                    "Please migrate to cgroups v2. ...")  # fmt: skip
+    controllers = read(p("/sys/fs/cgroup/cgroup.controllers"))
+    if not old and controllers is None:
+        # kubernetes/system-validators@v1.12.1 validators/cgroup_validator_linux.go:119-134: on a v1 host, an error
+        # when the kubelet is 1.35 or newer (isCgroupsV1DisabledInKubelet, :255-269)
+        error("SystemVerification", "cgroups v1 support is deprecated and will be removed in a future release. Please "
+              "migrate to cgroups v2. To explicitly enable cgroups v1 support for kubelet v1.35 or newer, you must "
+              "set the kubelet configuration option 'FailCgroupV1' to 'false'. You must also explicitly skip this "
+              "validation. For more information, see https://git.k8s.io/enhancements/keps/sig-node/"
+              "5573-remove-cgroup-v1")  # fmt: skip
+    elif not old:
+        # system-validators@v1.12.1 cgroup_validator_linux.go:199-216 and types_unix.go CgroupsV2: devices counts as
+        # present (eBPF), freezer when cgroup.freeze can be made (assumed here: the stand-in cannot make cgroups)
+        have = {"devices", "freezer", *controllers.split()}
+        missing = [c for c in ("cpu", "cpuset", "devices", "freezer", "memory", "pids") if c not in have]
+        if missing:
+            error("SystemVerification", f"missing required cgroups: {' '.join(missing)}")
     kubelet = which("kubelet")
     if kubelet is None:
         error("KubeletVersion", "couldn't get kubelet version: cannot execute 'kubelet --version'")
@@ -319,16 +400,36 @@ def _crictl(crictl, endpoint, *args):
     return subprocess.run([crictl, "-r", socket_path, *args], capture_output=True, text=True)
 
 
+def _image_present(crictl, endpoint, image):
+    if minor() < 22:
+        return _crictl(crictl, endpoint, "inspecti", image).returncode == 0
+    try:  # A36: ImageExists through the CRI ImageService
+        return "image" in cri_request(endpoint, "IMAGE " + image, timeout=10)
+    except (OSError, ValueError):
+        return False
+
+
+def _pull(crictl, endpoint, image):
+    if minor() < 22:
+        return _crictl(crictl, endpoint, "pull", image)
+    try:
+        answer = cri_request(endpoint, "PULL " + image, timeout=60)
+    except (OSError, ValueError) as exc:
+        answer = {"error": str(exc)}
+    return subprocess.CompletedProcess([], 1 if "error" in answer else 0, "", answer.get("error", ""))
+
+
 def pull_images(image_list, endpoint):
-    """A17 checks.go:830-850 ImagePull: `crictl inspecti` each image, `crictl pull` the missing ones."""
+    """A17 checks.go:830-850 ImagePull: `crictl inspecti` each image, `crictl pull` the missing ones; A36 (checks.go
+    @00b6a4c, serial pulls with the default policy IfNotPresent): the same through the CRI."""
     crictl = which("crictl")
     print("[preflight] Pulling images required for setting up a Kubernetes cluster")
     errors = []
     for image in image_list:
-        if _crictl(crictl, endpoint, "inspecti", image).returncode == 0:
+        if _image_present(crictl, endpoint, image):
             note("kubeadm-images.log", f"present {image}")
             continue
-        proc = _crictl(crictl, endpoint, "pull", image)
+        proc = _pull(crictl, endpoint, image)
         if proc.returncode != 0:
             note("kubeadm-images.log", f"pull-failed {image}")
             errors.append(f"\t[ERROR ImagePull]: failed to pull image {image}: output: {proc.stderr.strip()}, error: "
@@ -373,8 +474,14 @@ def kubelet_start(registration, docs, endpoint):
                     "staticPodPath": "/etc/kubernetes/manifests"}  # fmt: skip
     kubelet_conf.update({k: v for k, v in docs.get("KubeletConfiguration", {}).items() if k not in kubelet_conf})
     if minor() >= 22:
+        # A36: kubeadm defaults cgroupDriver to systemd (componentconfigs/kubelet.go) and, with NodeLocalCRISocket
+        # (GA in 1.36, #135742), writes the node's CRI endpoint to /var/lib/kubelet/instance-config.yaml, merged over
+        # config.yaml, instead of a --container-runtime-endpoint flag
         kubelet_conf.setdefault("cgroupDriver", "systemd")
-        kubelet_conf.setdefault("containerRuntimeEndpoint", endpoint)
+        instance = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                    "containerRuntimeEndpoint": endpoint}  # fmt: skip
+        write(p("/var/lib/kubelet/instance-config.yaml"), json.dumps(instance, indent=2) + "\n")
+        kubelet_conf["containerRuntimeEndpoint"] = endpoint
     write(p("/var/lib/kubelet/config.yaml"), json.dumps(kubelet_conf, indent=2) + "\n")
     print('[kubelet-start] Writing kubelet environment file with flags to file "/var/lib/kubelet/kubeadm-flags.env"')
     if ROOT:
@@ -392,7 +499,7 @@ def init(docs, endpoint):
     init_doc = docs.get("InitConfiguration", {})
     cluster = docs.get("ClusterConfiguration", {})
     registration = init_doc.get("nodeRegistration", {})
-    preflight("init", registration, cluster, endpoint)
+    preflight("init", registration, cluster, endpoint, init_doc.get("localAPIEndpoint", {}).get("bindPort"))
     pull_images(images(cluster, cluster.get("kubernetesVersion", VERSION)), endpoint)
     ca = [os.path.exists(p(f"/etc/kubernetes/pki/ca.{x}")) for x in ("crt", "key")]
     print("[certs] Using existing ca certificate authority" if all(ca) else '[certs] Generating "ca" certificate')
@@ -487,6 +594,14 @@ def main(args):
         kind = "InitConfiguration" if sub == "init" else "JoinConfiguration"
         registration = docs.get(kind, {}).get("nodeRegistration", {})
         endpoint = registration.get("criSocket") or CRIO_SOCKET
+        if minor() >= 22 and not endpoint.startswith("unix://"):
+            # A36 cmd/kubeadm/app/util/config/initconfiguration.go (and joinconfiguration.go): a warning, and the
+            # scheme is prepended
+            print(f"W0000 00:00:00.000000 1 initconfiguration.go:120] Usage of CRI endpoints without URL scheme is "
+                  f'deprecated and can cause kubelet errors in the future. Automatically prepending scheme "unix" to '
+                  f'the "criSocket" with value {json.dumps(endpoint)}. Please update your configuration!',
+                  file=sys.stderr)  # fmt: skip
+            endpoint = "unix://" + endpoint
         (init if sub == "init" else join)(docs, endpoint)
         return 0
     return 0

@@ -59,6 +59,8 @@ def main(args):
             fail("error: unknown flag: --short")  # removed in 1.28
         print("Client Version: " + (vee(VERSION) if "short" in flags or minor() >= 28 else
                                     f'version.Info{{GitVersion:"{vee(VERSION)}"}}'))  # fmt: skip
+        if minor() >= 36:  # kubernetes/kubectl@v0.36.3 pkg/cmd/version/version.go:39, 144-149
+            print("Kustomize Version: v5.8.1")
         if "client" in flags:
             return 0
         fail("The connection to the server localhost:8080 was refused (nodeimage stand-in has no server)")

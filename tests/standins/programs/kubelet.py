@@ -179,32 +179,59 @@ BOOLS_17 = set(
         "storage-driver-secure",
     ]
 )
-# K36 (v1.36): --container-runtime went in 1.27, --pod-infra-container-image in 1.35; the endpoint and the
-# cgroup driver belong in KubeletConfiguration. The flags nodeimage and kubeadm 1.36 pass:
+# K36 (v1.36): cmd/kubelet/app/options/options.go at v1.36 is not readable here, so this is a subset: the flags
+# kubeadm 1.36 writes (kubeadm-flags.env: kubeletExtraArgs, --hostname-override), the unit's (REL
+# 10-kubeadm.conf: --bootstrap-kubeconfig, --kubeconfig, --config) and the deprecated config flags 1.36 still
+# accepts (CHANGELOG-1.36 #136846 defers their removal to 1.37). A flag of 1.36 outside this list is refused too:
+# stricter than upstream. Not in 1.36, and refused as unknown: --container-runtime (removed in 1.27),
+# --pod-infra-container-image (1.35, kubernetes PR #133779), the dockershim/CNI flags (--network-plugin,
+# --cni-bin-dir, --cni-conf-dir: 1.24).
 FLAGS_36 = set(
     [
         "config",
+        "config-dir",
         "kubeconfig",
         "bootstrap-kubeconfig",
         "root-dir",
+        "cert-dir",
         "hostname-override",
         "node-ip",
         "provider-id",
-        "cert-dir",
         "cloud-provider",
-        "register-with-taints",
-        "container-runtime-endpoint",
-        "image-service-endpoint",
         "node-labels",
+        "register-with-taints",
         "lock-file",
         "v",
         "vmodule",
         "log-flush-frequency",
         "feature-gates",
+        # deprecated config flags, still parsed in 1.36
+        "container-runtime-endpoint",
+        "image-service-endpoint",
+        "cgroup-driver",
+        "runtime-request-timeout",
         "runtime-cgroups",
+        "kubelet-cgroups",
+        "system-cgroups",
+        "cgroup-root",
+        "pod-manifest-path",
+        "cluster-dns",
+        "cluster-domain",
+        "max-pods",
+        "eviction-hard",
+        "kube-reserved",
+        "system-reserved",
+        "volume-plugin-dir",
+        "tls-cert-file",
+        "tls-private-key-file",
+        "address",
+        "port",
+        "read-only-port",
+        "healthz-port",
     ]
 )
-BOOLS_36 = {"help", "version", "exit-on-lock-contention", "register-node"}
+BOOLS_36 = {"help", "version", "exit-on-lock-contention", "register-node", "fail-swap-on", "fail-cgroupv1",
+            "rotate-certificates", "cgroups-per-qos", "anonymous-auth", "protect-kernel-defaults"}  # fmt: skip
 
 # K17 pkg/kubelet/apis/well_known_labels.go:39-84
 ALLOWED_LABELS = {
@@ -216,8 +243,14 @@ ALLOWED_LABELS = {
 
 
 def fatal(message):
-    print(f"F0000 00:00:00.000000 1 server.go:0] {message}", file=sys.stderr, flush=True)
-    sys.exit(255)  # klog.Fatal (K17 vendor/k8s.io/klog/klog.go:838)
+    if minor() < 20:
+        print(f"F0000 00:00:00.000000 1 server.go:0] {message}", file=sys.stderr, flush=True)
+        sys.exit(255)  # klog.Fatal (K17 vendor/k8s.io/klog/klog.go:838)
+    # K36: the command returns the error and component-base's cli.Run logs it and exits 1
+    # (kubernetes/component-base@v0.36.3 cli/run.go:43-76; cmd/kubelet/kubelet.go: os.Exit(cli.Run(command)))
+    print(f'E0000 00:00:00.000000 1 run.go:72] "command failed" err={json.dumps(message)}', file=sys.stderr,
+          flush=True)  # fmt: skip
+    sys.exit(1)
 
 
 def check_labels(value):
@@ -279,8 +312,13 @@ def main(args):
         return 0
     flags, positionals, unknown = parse_flags(args, takes, booleans=bools)
     if unknown:
-        print(f"Usage:\n  kubelet [flags]\n\nFlags:\n  (nodeimage stand-in for kubelet {VERSION})", file=sys.stderr)
-        fatal(f"unknown flag: {unknown[0]}")  # K17 server.go:156-159 (pflag: "unknown flag: --%s")
+        flag = unknown[0].split("=", 1)[0]
+        if old:
+            print(f"Usage:\n  kubelet [flags]\n\nFlags:\n  (nodeimage stand-in for kubelet {VERSION})", file=sys.stderr)
+            fatal(f"unknown flag: {flag}")  # K17 server.go:156-159 (pflag: "unknown flag: --%s")
+        # K36 cmd/kubelet/app/server.go parses the flags itself (as observed from 1.35/1.36 kubelets: kubeadm issue
+        # 3281, "failed to parse kubelet flag: unknown flag: --pod-infra-container-image")
+        fatal(f"failed to parse kubelet flag: unknown flag: {flag}")
     if positionals:
         fatal(f"unknown command: {positionals[0]}")
     runtime = last(flags, "container-runtime", "docker")
@@ -289,32 +327,51 @@ def main(args):
     check_labels(",".join(flags.get("node-labels", [])))
     conf = load_kubelet_config(last(flags, "config")) if last(flags, "config") else {}
     fail_swap = str(last(flags, "fail-swap-on", conf.get("failSwapOn", True))).lower() != "false"
-    if fail_swap and swap_on():  # K17 pkg/kubelet/cm/container_manager_linux.go:206-219
+    # K17 pkg/kubelet/cm/container_manager_linux.go:206-219; K36 keeps failSwapOn "Default: true"
+    # (kubernetes/kubelet@v0.36.3 config/v1beta1/types.go:666-669; the 1.36 wording was not read: 1.17's is used)
+    if fail_swap and swap_on():
         fatal(
             "failed to run Kubelet: running with swap on is not supported, please disable swap! or set "
             f"--fail-swap-on flag to false. /proc/swaps contained: {swap_on()}"
         )
-    if not old and not cgroup_v2() and conf.get("failCgroupV1", True):  # K36: failCgroupV1 defaults to true (1.35)
-        fatal("failed to run Kubelet: kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is "
-              "unsupported and will be removed in a future release")  # fmt: skip
+    fail_v1 = str(last(flags, "fail-cgroupv1", conf.get("failCgroupV1", True))).lower() != "false"
+    if not old and not cgroup_v2() and fail_v1:
+        # kubernetes/kubelet@v0.36.3 config/v1beta1/types.go:951-957 failCgroupV1 "Default: true" (false before 1.35);
+        # K36 pkg/kubelet/apis/config/validation/validation_linux.go validateKubeletOSConfiguration; the wording is
+        # what 1.36 kubelets print (kindest/node v1.36.1)
+        fatal("failed to validate kubelet configuration, error: kubelet is configured to not run on a host using "
+              "cgroup v1. cgroup v1 support is unsupported and will be removed in a future release, path: "
+              "&TypeMeta{Kind:,APIVersion:,}")  # fmt: skip
     endpoint = (
         last(flags, "container-runtime-endpoint")
         or conf.get("containerRuntimeEndpoint")
+        # 1.17: dockershim; 1.36: containerd's socket, the v1beta1 default since 1.27 (K36
+        # pkg/kubelet/apis/config/v1beta1/defaults.go, not read here): a node without the setting finds no CRI-O
         or ("unix:///var/run/dockershim.sock" if old else "unix:///run/containerd/containerd.sock")
     )
-    # The runtime must answer before the container manager starts (K17 pkg/kubelet/kubelet.go:1362-1382, 2165-2200).
-    deadline = time.time() + 60
+    # The runtime must answer before the container manager starts (K17 pkg/kubelet/kubelet.go:1362-1382, 2165-2200:
+    # 1.17 waits). 1.36 validates the CRI v1 API of the endpoint at start and exits when nothing answers (the
+    # message of 1.2x-1.36 kubelets: "validate service connection: validate CRI v1 runtime API for endpoint"),
+    # and systemd restarts it; the stand-in gives the runtime NODEIMAGE_STANDIN_CRI_WAIT seconds (default 20).
+    wait = 60 if old else float(os.environ.get("NODEIMAGE_STANDIN_CRI_WAIT", "20"))
+    deadline = time.time() + wait
     while True:
         try:
             status = cri_request(endpoint, "INFO", timeout=5)
             if status.get("status"):
                 break
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:
+            why = exc
+        else:
+            why = "no runtime status"
         if time.time() > deadline:
+            if not old:
+                fatal(f"failed to run Kubelet: validate service connection: validate CRI v1 runtime API for endpoint "
+                      f"{json.dumps(endpoint)}: rpc error: code = Unavailable desc = connection error: "
+                      f"{why}")  # fmt: skip
             print(f"E0000 container runtime is not ready: {endpoint} does not answer", file=sys.stderr)
-            deadline = time.time() + 60
-        time.sleep(2)
+            deadline = time.time() + wait
+        time.sleep(min(2, max(wait / 4, 0.1)))
     if old and cgroup_v2():  # K17 pkg/kubelet/cm/container_manager_linux.go:149-197: only "cgroup" (v1) mounts count
         fatal("Failed to start ContainerManager system validation failed - Following Cgroup subsystem not mounted: "
               "[cpu cpuacct cpuset memory]")  # fmt: skip
