@@ -80,9 +80,9 @@ KATA_HANDLER = KataHandler(
 # directory, in lexical order, later files win; a [crio.runtime.runtimes.X] table replaces handler X whole).
 CRIO_DROPIN = """\
 # {path}: written by nodeimage for CRI-O {crio} ({stack} stack).
-# The bundle's 10-crio.conf (PKG templates/latest/cri-o/bundle/10-crio.conf) sets crun as the default runtime,
-# the crun and runc handlers (conmon as their monitor) and /etc/crio/policy.json; this file adds what the node
-# needs and Kata's handler comes in {kata_file}.
+# The bundle's 10-crio.conf (cri-o/packaging templates/latest/cri-o/bundle/10-crio.conf) sets crun as the
+# default runtime, the crun and runc handlers (conmon as their monitor) and /etc/crio/policy.json; this file
+# adds what the node needs; Kata's handler is in {kata_file}.
 
 [crio]
 # The store the image's baked container images are in (nodeimage.images: overlay under /var/lib/containers).
@@ -96,12 +96,12 @@ listen = "{socket}"
 [crio.runtime]
 # The kubelet's cgroupDriver (KubeletConfiguration); also CRI-O 1.36's default on a systemd host.
 cgroup_manager = "systemd"
-# With the systemd manager: "pod" or a *.slice (C36 pkg/config/config.go TranslateMonitorFieldsForHandler).
+# With the systemd manager: "pod" or a *.slice (cri-o v1.36.3 pkg/config/config.go TranslateMonitorFields).
 conmon_cgroup = "pod"
 
 [crio.image]
-# The pause image kubeadm 1.36 uses (K36 constants PauseVersion), from the profile's registry: a mismatch makes
-# kubeadm warn and the node keep two pause images.
+# The pause image kubeadm 1.36 uses (its PauseVersion), from the profile's registry: a mismatch makes kubeadm
+# warn and the node keep two pause images.
 pause_image = "{pause}"
 
 [crio.network]
@@ -113,8 +113,9 @@ plugin_dirs = [
 """
 
 KATA_DROPIN = """\
-# {path}: written by nodeimage. Kata Containers {kata} as a second runtime, selected by the RuntimeClass whose
-# handler is "{name}" (as kata-deploy writes it for CRI-O: R3 tools/packaging/kata-deploy/binary/src/runtime/crio.rs).
+# {path}: written by nodeimage.
+# Kata Containers {kata} as a second runtime, selected by the RuntimeClass whose handler is "{name}", as
+# kata-deploy writes it for CRI-O (kata-containers tools/packaging/kata-deploy/binary/src/runtime/crio.rs).
 {table}"""
 
 # REL kubelet/kubelet.service, with the binary in BINDIR and a condition: the kubelet stays inactive (not
