@@ -12,6 +12,8 @@ import yaml
 from nodeimage import seed
 
 K8S = {"kubernetes_version": "v1.17.17", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
+# The current stack's seeds too (kubeadm v1beta4 documents, list-form kubeletExtraArgs in the written files).
+K8S_1_36 = {**K8S, "kubernetes_version": "v1.36.4"}
 NODES = [
     seed.NodeSpec(role="control-plane", name="cp", ip="192.168.100.10", ssh_public_key="ssh-ed25519 AAAAC3Nz test"),
     seed.NodeSpec(role="worker", name="worker-1", ip="192.168.100.11"),
@@ -34,6 +36,26 @@ needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorr
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     state = tmp_path_factory.mktemp("state")
     return {n.name: seed.seed_node(cluster="schema", node=n, state_dir=state, **K8S) for n in NODES}
+
+
+@pytest.fixture(scope="module")
+def seeds_1_36(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    state = tmp_path_factory.mktemp("state36")
+    return {n.name: seed.seed_node(cluster="schema36", node=n, state_dir=state, **K8S_1_36) for n in NODES}
+
+
+@needs_cloud_init
+@pytest.mark.parametrize("name", [n.name for n in NODES])
+def test_current_stack_user_data_passes_cloud_init_schema(seeds_1_36: dict[str, Path], name: str) -> None:
+    user_data = seeds_1_36[name].parent / "user-data"
+    cfg = yaml.safe_load(user_data.read_text())
+    kubeadm = next(f for f in cfg["write_files"] if f["path"] == seed.KUBEADM_CONFIG)["content"]
+    assert "apiVersion: kubeadm.k8s.io/v1beta4" in kubeadm  # the current stack's documents, not v1beta2
+    proc = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(user_data)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Valid cloud-config" in proc.stdout
 
 
 @needs_cloud_init
