@@ -112,8 +112,8 @@ def _make_node(tmp_path: Path, role: str, api_port: int = 1) -> Iterator[Node]:
         "pod_cidr": POD_CIDR,
         "kubeadm_config": "/etc/nodeimage/kubeadm/kubeadm.yaml",
         "kubeadm_config_kata": "/etc/nodeimage/kubeadm/kubeadm-kata.yaml",
-        "api_wait_seconds": 3,
-        "crio_wait_seconds": 3,
+        "api_wait_seconds": 1,
+        "crio_wait_seconds": 1,
     }
     node.path("/etc/nodeimage").mkdir(parents=True)
     node.path("/etc/nodeimage/bootstrap.json").write_text(json.dumps(params))
