@@ -117,6 +117,51 @@ class Expected:
     def version(self, component: str) -> str:
         return self.components[component]
 
+    # --- what the profile's stack says the image is (nodeimage/stacks): checked against the image, never read
+    # from it, so the same checks hold each stack to its own data
+
+    @property
+    def unit(self) -> Any:
+        """The profile's stack (nodeimage.stacks.Stack)."""
+        from nodeimage import stacks
+
+        return stacks.get(self.stack)
+
+    @property
+    def settings(self) -> Any:
+        from nodeimage.stacks import Settings
+
+        return Settings(self.kubernetes, self.image_repository, "amd64", dict(self.components))
+
+    @property
+    def installs(self) -> list[Any]:
+        """The stack's installs (kind, artifact, member, dest, mode) for this profile's versions."""
+        return list(self.unit.installs(self.settings))
+
+    @property
+    def rendered(self) -> dict[str, str]:
+        """The files the stack renders, path -> content."""
+        return {f.path: f.content for f in self.unit.files(self.settings)}
+
+    def installed_from(self, dest: str) -> str | None:
+        """The lock artifact the stack installs ``dest`` from (None: it installs nothing there)."""
+        return next((op.artifact for op in self.installs if op.dest == dest), None)
+
+    @property
+    def unit_cni(self) -> Any:
+        """The profile's CNI (nodeimage.cni.Cni)."""
+        from nodeimage import cni
+
+        return cni.get(self.cni)
+
+    @property
+    def kata_handler(self) -> str:
+        return self.unit.kata.name
+
+    @property
+    def pause_image(self) -> str:
+        return next(i for i in self.unit.images(self.settings) if i.rsplit(":", 1)[0].endswith("/pause"))
+
     def bare(self, component: str) -> str:
         return self.components[component].removeprefix("v")
 
@@ -126,8 +171,9 @@ class Expected:
 
     @property
     def needs_cgroup_v1(self) -> bool:
-        """The kubelet before 1.19 refuses the unified (v2) layout (kubernetes issue 90710, kind issue 2082)."""
-        return self.kubernetes_minor < 19
+        """The kubelet before 1.19 refuses the unified (v2) layout (kubernetes issue 90710, kind issue 2082); the
+        stack says which layout its kubelet needs."""
+        return self.unit.cgroup == "v1"
 
 
 def expected_images(profile_name: str, lock_path: Path) -> tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]:

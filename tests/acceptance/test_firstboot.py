@@ -64,6 +64,18 @@ def _standin_applied(host: Any) -> list[dict]:
     return [yaml.safe_load(host.file(f"{STANDIN_LOGS}/{name}").content_string) for name in sorted(out.split())]
 
 
+def _extra_args(registration: dict) -> dict[str, str]:
+    """kubeletExtraArgs as a mapping: v1beta2/v1beta3 write one, v1beta4 a list of name/value pairs (kubeadm
+    v1beta4 types.go Arg)."""
+    args = registration.get("kubeletExtraArgs") or {}
+    return {a["name"]: a["value"] for a in args} if isinstance(args, list) else dict(args)
+
+
+def _image_stack(host: Any) -> dict:
+    """The image's own description of its stack (what first boot reads)."""
+    return json.loads(host.file("/usr/local/share/nodeimage/stack.json").content_string)
+
+
 def _kubectl_json(host: Any, *args: str) -> dict:
     placeholders = " ".join(["%s"] * len(args))
     return json.loads(host.check_output(f"kubectl --kubeconfig %s {placeholders} -o json", ADMIN_CONF, *args))
@@ -114,7 +126,7 @@ def test_ca_key_only_on_the_control_plane(host: Any, params: dict) -> None:
 # --- kubeadm was run with the rendered configuration --------------------------------------------
 
 
-def test_kubeadm_invoked_with_the_rendered_config(host: Any, params: dict, standins: bool) -> None:
+def test_kubeadm_invoked_with_the_rendered_config(host: Any, params: dict, standins: bool, expected: Any) -> None:
     verb = "init" if params["role"] == "control-plane" else "join"
     config = _used_config(host, params)
     if standins:
@@ -136,8 +148,10 @@ def test_kubeadm_invoked_with_the_rendered_config(host: Any, params: dict, stand
     kind = "InitConfiguration" if verb == "init" else "JoinConfiguration"
     registration = docs[kind]["nodeRegistration"]
     assert registration["name"] == params["node_name"]
-    assert registration["criSocket"] == "/var/run/crio/crio.sock"
-    assert registration["kubeletExtraArgs"]["node-ip"] == params["node_ip"]
+    assert registration["criSocket"] == expected.unit.cri_socket  # a path (1.17) or the unix:// URL (1.36)
+    assert registration["criSocket"].removeprefix("unix://") == "/var/run/crio/crio.sock"
+    assert _extra_args(registration)["node-ip"] == params["node_ip"]
+    assert docs[kind]["apiVersion"] == expected.unit.kubeadm_api
     if verb == "join":
         bt = docs[kind]["discovery"]["bootstrapToken"]
         assert bt["apiServerEndpoint"] == params["api_endpoint"]
@@ -146,11 +160,15 @@ def test_kubeadm_invoked_with_the_rendered_config(host: Any, params: dict, stand
     else:
         assert docs["ClusterConfiguration"]["networking"]["podSubnet"] == params["pod_cidr"]
         assert docs["KubeletConfiguration"]["cgroupDriver"] == "systemd"
+        if expected.kubernetes_minor >= 27:  # no --container-runtime-endpoint flag: the configuration carries it
+            assert docs["KubeletConfiguration"]["containerRuntimeEndpoint"] == "unix:///var/run/crio/crio.sock"
 
 
 def test_kata_label_decided_by_the_check(host: Any, params: dict, standins: bool) -> None:
-    """The node is labelled Kata-capable exactly when `kata-runtime kata-check` passes here."""
-    check = host.run("kata-runtime kata-check")
+    """The node is labelled Kata-capable exactly when the image's Kata check (stack.json: `kata-runtime kata-check`
+    for Kata 1.x, `kata-runtime check` for Kata 3) passes here."""
+    command = _image_stack(host).get("kata_check") or ["kata-runtime", "kata-check", "--no-network-checks"]
+    check = host.run(" ".join(command))
     capable = _kata_capable(host)
     assert capable == (check.rc == 0), check.stdout + check.stderr
     if standins:
@@ -159,7 +177,7 @@ def test_kata_label_decided_by_the_check(host: Any, params: dict, standins: bool
         )
         docs = _docs(seen.content_string)
         registration = next(d for d in docs.values() if "nodeRegistration" in d)["nodeRegistration"]
-        labels = registration["kubeletExtraArgs"].get("node-labels", "")
+        labels = _extra_args(registration).get("node-labels", "")
         assert (f"{KATA_LABEL}=true" in labels) == capable
     else:
         node = _kubectl_json(host, "get", "node", params["node_name"]) if params["role"] == "control-plane" else None
@@ -219,15 +237,47 @@ def _weave_daemonset(host: Any, standins: bool) -> dict:
     return _kubectl_json(host, "-n", "kube-system", "get", "daemonset", "weave-net")
 
 
-def test_weave_applied_with_ipalloc_range(host: Any, params: dict, standins: bool) -> None:
+def test_weave_applied_with_ipalloc_range(host: Any, params: dict, standins: bool, expected: Any) -> None:
     _control_plane(params)
+    if expected.cni not in ("weave", "weave-rajch"):
+        pytest.skip(f"the image's CNI is {expected.cni} (test_cni_applied_with_the_pod_cidr checks it)")
     ds = _weave_daemonset(host, standins)
     weave = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "weave")
     env = {e["name"]: e.get("value") for e in weave.get("env", [])}
     assert env.get("IPALLOC_RANGE") == params["pod_cidr"]
 
 
-def test_runtimeclass_kata_applied(host: Any, params: dict, standins: bool) -> None:
+def _standin_applied_object(host: Any, kind: str, name: str) -> dict:
+    for doc in _standin_applied(host):
+        for item in doc.get("items", [doc]) if doc.get("kind") == "List" else [doc]:
+            if item.get("kind") == kind and item.get("metadata", {}).get("name") == name:
+                return item
+    pytest.fail(f"no {kind} {name} among the manifests kubectl applied")
+
+
+def test_cni_applied_with_the_pod_cidr(host: Any, params: dict, standins: bool) -> None:
+    """The CNI's manifest was applied with the cluster's pod CIDR where stack.json says it goes (the image's
+    data: Weave's IPALLOC_RANGE env, Flannel's net-conf.json Network)."""
+    _control_plane(params)
+    stack = _image_stack(host)
+    patch = stack["cni"]["pod_cidr"]
+    if standins:
+        obj = _standin_applied_object(host, patch["kind"], patch["object"])
+    else:  # the object as the API server has it, in the namespace the baked manifest gives it
+        baked = json.loads(host.file(stack["cni"]["manifest"]).content_string)
+        items = baked["items"] if baked.get("kind") == "List" else [baked]
+        item = next(i for i in items if i["kind"] == patch["kind"] and i["metadata"]["name"] == patch["object"])
+        namespace = item["metadata"].get("namespace", "default")
+        obj = _kubectl_json(host, "-n", namespace, "get", patch["kind"].lower(), patch["object"])
+    if patch["method"] == "container-env":
+        container = next(c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == patch["container"])
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get(patch["name"]) == params["pod_cidr"]
+    else:
+        assert json.loads(obj["data"][patch["container"]])[patch["name"]] == params["pod_cidr"]
+
+
+def test_runtimeclass_kata_applied(host: Any, params: dict, standins: bool, expected: Any) -> None:
     _control_plane(params)
     if standins:
         classes = [d for d in _standin_applied(host) if d.get("kind") == "RuntimeClass"]
@@ -237,5 +287,6 @@ def test_runtimeclass_kata_applied(host: Any, params: dict, standins: bool) -> N
         rc = _kubectl_json(host, "get", "runtimeclass", "kata")
     assert rc["metadata"]["name"] == "kata"
     assert rc["apiVersion"].startswith("node.k8s.io/")
-    assert rc["handler"] == "kata-runtime"
+    assert rc["handler"] == _image_stack(host)["runtime_class"]["handler"] == expected.kata_handler
+    assert rc["apiVersion"] == expected.unit.runtime_class_api
     assert rc["scheduling"]["nodeSelector"] == {KATA_LABEL: "true"}

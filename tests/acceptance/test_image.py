@@ -9,6 +9,7 @@ checks of real upstream behaviour are ``needs_upstream``.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tomllib
 from typing import Any
@@ -36,6 +37,38 @@ CNI_PLUGINS = [
     "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tuning", "vlan",
 ]
 # fmt: on
+
+
+def merged_crio_config(read: Any, exists: Any, listdir: Any) -> dict[str, Any]:
+    """CRI-O's configuration as CRI-O merges it: /etc/crio/crio.conf if present, then every file of
+    /etc/crio/crio.conf.d in lexical order, later keys winning and a [crio.runtime.runtimes.X] table replacing X
+    whole (cri-o pkg/config/config.go UpdateFromFile/UpdateFromPath, v1.17.2 and v1.36.3)."""
+    import tomllib
+
+    conf: dict[str, Any] = {}
+
+    def merge(into: dict[str, Any], data: dict[str, Any], path: tuple[str, ...] = ()) -> None:
+        for key, value in data.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict) and path != ("crio", "runtime", "runtimes"):
+                merge(into[key], value, (*path, key))
+            else:
+                into[key] = value
+
+    files = ["/etc/crio/crio.conf"] if exists("/etc/crio/crio.conf") else []
+    if exists("/etc/crio/crio.conf.d"):
+        files += [f"/etc/crio/crio.conf.d/{n}" for n in sorted(listdir("/etc/crio/crio.conf.d"))]
+    for path in files:
+        merge(conf, tomllib.loads(read(path)))
+    conf["__files__"] = files
+    return conf
+
+
+# CNI reference plugins per release line (containernetworking/plugins build_linux.sh: plugins/{meta,main,ipam}/*
+# at v0.8.7 and v1.9.1): v1.0 dropped flannel (Flannel installs its own) and added dummy, tap, vrf.
+CNI_PLUGINS_0 = ("bandwidth", "bridge", "dhcp", "firewall", "flannel", "host-device", "host-local", "ipvlan",
+                 "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tuning", "vlan")  # fmt: skip
+CNI_PLUGINS_1 = ("bandwidth", "bridge", "dhcp", "dummy", "firewall", "host-device", "host-local", "ipvlan",
+                 "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tap", "tuning", "vlan", "vrf")  # fmt: skip
 
 
 def parse_key_values(text: str) -> dict[str, str]:
@@ -66,10 +99,20 @@ VERSIONS = [
     ("kata-runtime", "kata-runtime --version", "kata-static", "kata-runtime  : {bare}"),
     ("conmon", "conmon --version", "conmon", "conmon version {bare}"),
 ]
+# The component column is the classic stack's; the one checked is the artifact the profile's stack installs the
+# program from (/usr/local/bin/<tool>), e.g. kubelet from "kubelet" in the current stack.
+BINDIR = "/usr/local/bin"
 
 
 @pytest.mark.parametrize(("tool", "command", "component", "line"), VERSIONS, ids=[v[0] for v in VERSIONS])
 def test_binary_at_pinned_version(host: Any, expected: Expected, tool: str, command: str, component: str, line: str):
+    installed = expected.installed_from(f"{BINDIR}/{tool}")
+    if installed is None:
+        pytest.skip(f"stack {expected.stack} puts no {tool} on PATH (CRI-O's 1.36 bundle keeps conmon in "
+                    "/usr/libexec/crio: see test_crio_monitor_is_executable)")  # fmt: skip
+    component = installed
+    if tool == "kubectl" and expected.kubernetes_minor >= 28:
+        command = "kubectl version --client"  # --short went in 1.28 (kubernetes/kubectl v0.28.0 version.go)
     assert host.exists(tool), f"{tool} is not on PATH"
     out = host.run(command)
     assert out.rc == 0, f"{command} failed ({out.rc}): {out.stderr}"
@@ -88,9 +131,29 @@ def test_binary_at_pinned_version(host: Any, expected: Expected, tool: str, comm
         ("/usr/local/bin/pinns", 0o755),
     ],
 )
-def test_binary_installed_root_owned(host: Any, path: str, mode: int):
+def test_binary_installed_root_owned(host: Any, expected: Expected, path: str, mode: int):
+    if expected.installed_from(path) is None:
+        pytest.skip(f"stack {expected.stack} installs nothing at {path} (test_stack_install_in_place checks its own)")
     f = host.file(path)
     assert f.is_file and f.user == "root" and f.mode == mode, f"{path}: {f.user} {oct(f.mode)}"
+
+
+def test_stack_install_in_place(host: Any, expected: Expected):
+    """Every install of the stack (nodeimage/stacks: file, tree, link) is where the stack put it, root-owned, with
+    its mode: CRI-O 1.36's bundle files under /usr/libexec/crio and /etc/crio as much as kubelet in /usr/local/bin."""
+    wrong = []
+    for op in expected.installs:
+        f = host.file(op.dest)
+        if op.kind == "link":  # linked_to resolves the link (readlink -f): resolve a relative target alike
+            ok = f.is_symlink and f.linked_to == posixpath.normpath(posixpath.join(posixpath.dirname(op.dest),
+                                                                                    op.member))  # fmt: skip
+        elif op.kind == "tree":
+            ok = f.is_directory and f.user == "root"
+        else:
+            ok = f.is_file and f.user == "root" and f.mode == op.mode
+        if not ok:
+            wrong.append(f"{op.kind} {op.dest}")
+    assert not wrong, f"not as the stack installs them: {wrong}"
 
 
 def test_kata_runtime_linked_into_path(host: Any):
@@ -104,7 +167,12 @@ def test_kata_runtime_linked_into_path(host: Any):
 
 @pytest.fixture(scope="module")
 def crio_conf(host: Any) -> dict[str, Any]:
-    return tomllib.loads(_read(host, CRIO_CONF))
+    """CRI-O's configuration as CRI-O reads it: crio.conf (the classic stack) and/or the drop-in directory (the
+    current stack's bundle 10-crio.conf and nodeimage's files), merged (conftest.merged_crio_config)."""
+    conf = merged_crio_config(lambda path: _read(host, path), lambda path: host.file(path).exists,
+                              lambda path: host.file(path).listdir())  # fmt: skip
+    assert conf["__files__"], f"no CRI-O configuration: neither {CRIO_CONF} nor /etc/crio/crio.conf.d/"
+    return conf
 
 
 def _dig(conf: dict[str, Any], dotted: str) -> Any:
@@ -129,29 +197,76 @@ CRIO_SETTINGS = [
     ("crio|network|network_dir", "/etc/cni/net.d/"),
     ("crio|api|listen", "/var/run/crio/crio.sock"),
 ]
+# Settings every stack's CRI-O must have (the kubelet's systemd driver, the socket first boot and kubeadm use,
+# the directory the CNI writes to); the rest of CRIO_SETTINGS are the classic stack's crio.conf, and each stack's
+# own rendered settings are checked by test_crio_setting_the_stack_renders.
+CRIO_COMMON = {"crio|runtime|cgroup_manager", "crio|runtime|conmon_cgroup", "crio|network|network_dir",
+               "crio|api|listen"}  # fmt: skip
 
 
 @pytest.mark.parametrize(("key", "value"), CRIO_SETTINGS, ids=[k.replace("|", ".") for k, _ in CRIO_SETTINGS])
-def test_crio_conf_setting(crio_conf: dict[str, Any], key: str, value: Any):
+def test_crio_conf_setting(crio_conf: dict[str, Any], expected: Expected, key: str, value: Any):
+    if key not in CRIO_COMMON and CRIO_CONF not in expected.rendered:
+        pytest.skip(f"a setting of the classic stack's {CRIO_CONF}; stack {expected.stack} renders its own (below)")
     assert _dig(crio_conf, key) == value
 
 
+def _settings(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict) and not prefix.endswith("|runtimes|"):
+            out += _settings(value, f"{prefix}{key}|")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def test_crio_setting_the_stack_renders(crio_conf: dict[str, Any], expected: Expected):
+    """Every setting the stack writes into CRI-O's configuration is in effect in the merged configuration (no
+    later file overrides it; a runtime handler is compared whole)."""
+    rendered = [(path, text) for path, text in expected.rendered.items() if path.startswith("/etc/crio/")]
+    assert rendered, f"stack {expected.stack} renders no CRI-O configuration"
+    for path, text in rendered:
+        for key, value in _settings(tomllib.loads(text)):
+            assert _dig(crio_conf, key) == value, f"{path} sets {key.replace('|', '.')} = {value!r}"
+
+
 @pytest.mark.parametrize("path", HOOKS_DIRS)
-def test_crio_hooks_dir_exists(host: Any, crio_conf: dict[str, Any], path: str):
+def test_crio_hooks_dir_exists(host: Any, crio_conf: dict[str, Any], expected: Expected, path: str):
+    if "hooks_dir" not in crio_conf.get("crio", {}).get("runtime", {}) and path not in expected.unit.directories(
+        expected.settings
+    ):
+        pytest.skip("CRI-O's default hooks directory: CRI-O 1.36 creates it when missing (pkg/config/config.go)")
     assert path in _dig(crio_conf, "crio|runtime|hooks_dir")
     assert host.file(path).is_directory, f"{path} is missing: CRI-O 1.17.2 would exit at start (invalid hooks_dir)"
 
 
-def test_kata_handler_does_not_pass_host_devices(crio_conf: dict[str, Any]):
+def test_kata_handler_does_not_pass_host_devices(crio_conf: dict[str, Any], expected: Expected):
     """As kata-deploy writes it: without it a privileged Kata pod gets every device of the host
     (cri-o v1.17.2 pkg/config/config.go RuntimeHandler; kata-containers/packaging 1.12.1 kata-deploy.sh)."""
-    assert _dig(crio_conf, f"crio|runtime|runtimes|{KATA_HANDLER}|privileged_without_host_devices") is True
+    handler = expected.kata_handler
+    assert _dig(crio_conf, f"crio|runtime|runtimes|{handler}|privileged_without_host_devices") is True
+
+
+def test_kata_handler_is_the_stacks(crio_conf: dict[str, Any], expected: Expected):
+    """The handler the RuntimeClass names, as the stack defines it (Kata 1.x: kata-runtime, "oci"; Kata 3: the
+    containerd shim v2, "vm", with its configuration: kata-containers 3.32.0 kata-deploy crio.rs)."""
+    assert _dig(crio_conf, f"crio|runtime|runtimes|{expected.kata_handler}") == expected.unit.kata.table()
+
+
+def test_kata_handler_files_exist(host: Any, crio_conf: dict[str, Any], expected: Expected):
+    handler = _dig(crio_conf, f"crio|runtime|runtimes|{expected.kata_handler}")
+    assert host.run("test -x %s", handler["runtime_path"]).rc == 0, handler["runtime_path"]
+    if handler.get("runtime_config_path"):
+        assert host.file(handler["runtime_config_path"]).exists, handler["runtime_config_path"]
 
 
 def test_pause_image_from_the_profile_registry(crio_conf: dict[str, Any], expected: Expected):
-    """k8s.gcr.io (CRI-O 1.17's and kubeadm 1.17's default) is frozen: the pause image comes from the profile's."""
+    """k8s.gcr.io (CRI-O 1.17's and kubeadm 1.17's default) is frozen: the pause image comes from the profile's,
+    at the version the stack's kubeadm uses (1.17: 3.1; 1.36: 3.10.2)."""
     pause = _dig(crio_conf, "crio|image|pause_image")
-    assert pause == f"{expected.image_repository}/pause:3.1", pause
+    assert pause == expected.pause_image, pause
+    assert pause.startswith(f"{expected.image_repository}/pause:")
 
 
 def test_crio_cni_plugin_dirs_include_opt_cni_bin(crio_conf: dict[str, Any]):
@@ -159,26 +274,52 @@ def test_crio_cni_plugin_dirs_include_opt_cni_bin(crio_conf: dict[str, Any]):
     assert "/opt/cni/bin" in dirs
 
 
-@pytest.mark.parametrize("runtime", ["runc", "kata-runtime"])
-def test_crio_runtime_path_is_executable(host: Any, crio_conf: dict[str, Any], runtime: str):
-    path = _dig(crio_conf, f"crio|runtime|runtimes|{runtime}|runtime_path")
-    assert path, f"runtime {runtime} has no runtime_path"
-    assert host.run("test -x %s", path).rc == 0, f"{runtime} runtime_path {path} is not executable"
+@pytest.mark.parametrize("runtime", ["default", "kata"])
+def test_crio_runtime_path_is_executable(host: Any, crio_conf: dict[str, Any], expected: Expected, runtime: str):
+    """The default runtime (runc in the classic stack, the bundle's crun in the current one) and Kata's handler."""
+    name = _dig(crio_conf, "crio|runtime|default_runtime") if runtime == "default" else expected.kata_handler
+    path = _dig(crio_conf, f"crio|runtime|runtimes|{name}|runtime_path")
+    assert path, f"runtime {name} has no runtime_path"
+    assert host.run("test -x %s", path).rc == 0, f"{name} runtime_path {path} is not executable"
 
 
 def test_crio_pinns_path_is_executable(host: Any, crio_conf: dict[str, Any]):
-    """manage_ns_lifecycle needs pinns; a wrong path fails every pod sandbox."""
-    path = _dig(crio_conf, "crio|runtime|pinns_path")
-    assert host.run("test -x %s", path).rc == 0, f"pinns_path {path} is not executable"
+    """manage_ns_lifecycle needs pinns (1.17); 1.36 always does (pkg/config/config.go ValidatePinnsPath): the
+    configured path, or pinns on PATH when none is set."""
+    path = crio_conf.get("crio", {}).get("runtime", {}).get("pinns_path")
+    if path:
+        assert host.run("test -x %s", path).rc == 0, f"pinns_path {path} is not executable"
+    else:
+        assert host.exists("pinns"), "no pinns_path and no pinns on PATH"
+
+
+def test_crio_monitor_is_executable(host: Any, crio_conf: dict[str, Any]):
+    """conmon, for every runc-like handler: the global conmon, else each handler's monitor_path (cri-o v1.36.3
+    pkg/config/config.go TranslateMonitorFields), else conmon on PATH."""
+    runtime = crio_conf.get("crio", {}).get("runtime", {})
+    for name, handler in runtime.get("runtimes", {}).items():
+        if handler.get("runtime_type", "oci") not in ("", "oci"):
+            continue
+        path = runtime.get("conmon") or handler.get("monitor_path")
+        if path:
+            assert host.run("test -x %s", path).rc == 0, f"conmon of {name}: {path} is not executable"
+        else:
+            assert host.exists("conmon"), f"handler {name} has no monitor and conmon is not on PATH"
 
 
 def test_short_image_names_resolve_on_docker_hub(host: Any, crio_conf: dict[str, Any]):
-    """The Weave manifest names weaveworks/weave-kube:<v> without a registry."""
+    """The Weave manifest names weaveworks/weave-kube:<v> without a registry (registries.conf, or a file of
+    registries.conf.d as CRI-O 1.36's bundle installs it: containers-registries.conf.d(5))."""
     registries = crio_conf.get("crio", {}).get("image", {}).get("registries", [])
-    conf = host.file("/etc/containers/registries.conf")
     unqualified = []
-    if conf.exists:
-        unqualified = tomllib.loads(conf.content_string).get("unqualified-search-registries", [])
+    files = ["/etc/containers/registries.conf"]
+    confd = host.file("/etc/containers/registries.conf.d")
+    if confd.is_directory:
+        files += [f"/etc/containers/registries.conf.d/{n}" for n in sorted(confd.listdir()) if n.endswith(".conf")]
+    for path in files:
+        conf = host.file(path)
+        if conf.exists:
+            unqualified += tomllib.loads(conf.content_string).get("unqualified-search-registries", [])
     assert "docker.io" in registries or "docker.io" in unqualified
 
 
@@ -192,8 +333,14 @@ def test_crictl_points_at_crio(host: Any):
     assert conf["runtime-endpoint"] == "unix:///var/run/crio/crio.sock"
 
 
-@pytest.mark.parametrize("plugin", CNI_PLUGINS)
-def test_cni_plugin_installed(host: Any, plugin: str):
+@pytest.mark.parametrize("plugin", sorted(set(CNI_PLUGINS) | {"dummy", "tap", "vrf"}))
+def test_cni_plugin_installed(host: Any, expected: Expected, plugin: str):
+    """Every plugin of the pinned CNI plugins release (its line's list: conftest CNI_PLUGINS_0/CNI_PLUGINS_1)."""
+    artifact = expected.installed_from("/opt/cni/bin")
+    assert artifact, "the stack installs no CNI plugins"
+    release = CNI_PLUGINS_0 if expected.bare(artifact).startswith("0.") else CNI_PLUGINS_1
+    if plugin not in release:
+        pytest.skip(f"CNI plugins {expected.version(artifact)} have no {plugin}")
     f = host.file(f"/opt/cni/bin/{plugin}")
     assert f.is_file and f.mode & 0o111, f"/opt/cni/bin/{plugin} missing or not executable"
 
@@ -235,7 +382,12 @@ def test_kubeadm_dropin(host: Any):
         "--runtime-request-timeout=10m",
     ],
 )
-def test_kubelet_crio_flag(kubelet_units: str, flag: str):
+def test_kubelet_crio_flag(kubelet_units: str, expected: Expected, flag: str):
+    """1.17 needs the flags; from 1.27 --container-runtime is gone (the kubelet refuses it) and the endpoint and
+    cgroup driver belong in the KubeletConfiguration, so the unit must not pass them."""
+    if expected.kubernetes_minor >= 27:
+        assert flag.split("=")[0] not in kubelet_units, f"{flag.split('=')[0]} in the kubelet's unit"
+        return
     assert flag in kubelet_units.split() or re.search(re.escape(flag) + r'(\s|"|$)', kubelet_units)
 
 
@@ -310,7 +462,7 @@ def test_build_vm_name_and_addresses_gone(host: Any):
 
 def test_iptables_uses_legacy_backend(host: Any, expected: Expected):
     """kube-proxy 1.17 writes legacy iptables rules; mixing backends breaks Service routing."""
-    if expected.kubernetes_minor >= 20:
+    if expected.kubernetes_minor >= 20 or expected.unit.iptables != "legacy":
         pytest.skip("kube-proxy of this version detects the backend itself")
     out = host.run("iptables --version")
     assert out.rc == 0 and "(legacy)" in out.stdout, out.stdout + out.stderr
@@ -364,12 +516,20 @@ def test_cni_manifest_baked(host: Any, expected: Expected):
     images = [c["image"] for p in pods for c in [*p.get("initContainers", []), *p["containers"]]]
     if expected.cni_image_repository:
         assert all(i.startswith(expected.cni_image_repository + "/") for i in images), images
-    if expected.cni == "weave":
+    assert set(images) == set(expected.cni_images), "the manifest runs other images than the baked ones"
+    if expected.cni == "flannel":
+        # flannel-io/flannel v0.28.9 kube-flannel.yml: DaemonSet kube-flannel-ds, the pod network in net-conf.json
+        ds = next(i for i in items if i["kind"] == "DaemonSet" and i["metadata"]["name"] == "kube-flannel-ds")
+        assert [c["name"] for c in ds["spec"]["template"]["spec"]["containers"]] == ["kube-flannel"]
+        cm = next(i for i in items if i["kind"] == "ConfigMap" and i["metadata"]["name"] == "kube-flannel-cfg")
+        assert "Network" in json.loads(cm["data"]["net-conf.json"])
+        assert not [c for p in pods for c in p.get("containers", []) if c.get("imagePullPolicy") == "Always"]
+    if expected.cni in ("weave", "weave-rajch"):
         ds = next(i for i in items if i["kind"] == "DaemonSet" and i["metadata"]["name"] == "weave-net")
         pod = ds["spec"]["template"]["spec"]
         assert {c["name"] for c in pod["containers"]} == {"weave", "weave-npc"}
         assert [c["name"] for c in pod.get("initContainers", [])] == ["weave-init"]
-        version = expected.bare("weave-manifest")
+        version = expected.bare(expected.unit_cni.artifact)
         assert {i.rsplit("/", 1)[-1] for i in images} == {f"weave-kube:{version}", f"weave-npc:{version}"}
 
 
@@ -401,6 +561,9 @@ def test_stack_description_baked(host: Any, expected: Expected):
     assert rc["scheduling"]["nodeSelector"] == {"katacontainers.io/kata-runtime": "true"}
     assert data["cni"]["manifest"] == CNI_MANIFEST
     assert data["kubernetes_version"] == expected.kubernetes
+    assert rc["handler"] == expected.kata_handler
+    assert tuple(data.get("kata_check", ())) == expected.unit.kata_check
+    assert data["cni"]["pod_cidr"] == expected.unit_cni.patch.as_dict()
 
 
 def test_release_file_matches_profile(host: Any, expected: Expected):
@@ -513,12 +676,13 @@ def test_no_shell_history(host: Any):
 
 
 @pytest.mark.needs_upstream
-def test_crio_config_parses(host: Any):
-    out = host.run("crio --config %s config", CRIO_CONF)
+def test_crio_config_parses(host: Any, expected: Expected):
+    """`crio config` merges crio.conf (when there is one) and the drop-in directory, and validates them."""
+    out = host.run("crio --config %s config", CRIO_CONF) if host.file(CRIO_CONF).exists else host.run("crio config")
     assert out.rc == 0, out.stderr
     conf = tomllib.loads(out.stdout)
     assert conf["crio"]["runtime"]["cgroup_manager"] == "systemd"
-    assert "kata-runtime" in conf["crio"]["runtime"]["runtimes"]
+    assert expected.kata_handler in conf["crio"]["runtime"]["runtimes"]
 
 
 @pytest.mark.needs_upstream
@@ -530,8 +694,8 @@ def test_kubeadm_lists_images_offline(host: Any, expected: Expected):
 
 @pytest.mark.needs_upstream
 @pytest.mark.booted_only
-def test_kata_check_on_kvm_host(host: Any):
+def test_kata_check_on_kvm_host(host: Any, expected: Expected):
     if host.run("test -r /dev/kvm -a -w /dev/kvm").rc != 0:
         pytest.skip("no usable /dev/kvm on this node: Kata pods must not be scheduled here")
-    out = host.run("kata-runtime kata-check")
+    out = host.run(" ".join(expected.unit.kata_check))
     assert out.rc == 0 and "System is capable of running Kata Containers" in out.stdout + out.stderr
