@@ -1,6 +1,8 @@
 # --- nodeimage stand-in: kubeadm (tests/standins/programs/kubeadm.py) --------------------------
 # kubeadm's configuration API, preflight checks and images, read in kubernetes release-1.17
-# (A17: cmd/kubeadm at v1.17.x, see tests/standins/README.md for the copies read) and 1.36 (A36).
+# (A17: cmd/kubeadm at v1.17.x, see tests/standins/README.md for the copies read) and 1.36 (A36: the
+# release-1.36-era revisions in the search index, commits 008b3652 and 13299357, CHANGELOG-1.36.md and
+# kubernetes/system-validators v1.12.1; /work/audit/k8s-1.36.md says which point each comes from).
 # It accepts only fields of the pinned config API (upstream warns about unknown fields and
 # drops them: A17 cmd/kubeadm/app/util/config/strict/strict.go:29-58), runs the fatal preflight
 # checks for a CRI node on this machine, and then does what kubeadm does to the node that the

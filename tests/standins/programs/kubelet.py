@@ -1,7 +1,9 @@
 # --- nodeimage stand-in: kubelet (tests/standins/programs/kubelet.py) --------------------------
 # The kubelet's flags and start-up checks that a node image decides, read in kubernetes
 # release-1.17 (K17: cmd/kubelet/app, pkg/kubelet/cm; see tests/standins/README.md for the copies
-# read) and 1.36 (K36). It exits the way the kubelet exits (klog.Fatal: status 255).
+# read) and 1.36 (K36: kubernetes/kubelet and component-base at v0.36.3, CHANGELOG-1.36.md, and the wording 1.35/1.36
+# kubelets print where the in-tree source at v1.36 was not readable). It exits the way the kubelet exits
+# (1.17: klog.Fatal, status 255; 1.36: component-base cli.Run, status 1).
 
 # The program is common.py followed by this file, without the import from common (make_standins.py).
 import json
