@@ -593,3 +593,68 @@ def test_kata_3_takes_the_config_flag(node: Node36) -> None:
     assert node.run("kata-runtime", "--config", config, "check", "--no-network-checks").returncode == 0
     missing = node.run("kata-runtime", "--config", "/etc/kata-containers/nope.toml", "check")
     assert missing.returncode == 1 and "Cannot find usable config file" in missing.stderr
+
+
+# --- versions and layouts of the current stack's stand-ins ---------------------------------------------------------
+
+
+VERSIONS_36 = [
+    ("kubelet", ["--version"], "Kubernetes v1.36.4"),
+    ("kubeadm", ["version", "-o", "short"], "v1.36.4"),
+    ("crictl", ["--version"], "crictl version v1.36.0"),
+    ("crio", ["--version"], "crio version 1.36.3"),
+    ("kata-runtime", ["--version"], "kata-runtime  : 3.32.0"),
+]
+
+
+@pytest.mark.parametrize(("tool", "args", "line"), VERSIONS_36, ids=[v[0] for v in VERSIONS_36])
+def test_versions_in_the_real_format(node: Node36, tool: str, args: list[str], line: str) -> None:
+    proc = node.run(tool, *args)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == line, proc.stdout + proc.stderr
+
+
+def test_bundled_conmon_answers_what_crio_1_36_parses(node: Node36) -> None:
+    """cri-o/packaging templates/latest/cri-o/bundle/versions: conmon v2.2.1 in the bundle."""
+    proc = subprocess.run([sys.executable, str(node.path("/usr/libexec/crio/conmon")), "--version"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.stdout.split()[:3] == ["conmon", "version", "2.2.1"]
+
+
+def _names(stage: Path, artifact: str) -> dict[str, tarfile.TarInfo]:
+    with _tar(stage / "stack" / "artifacts" / artifact) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_crio_bundle_layout(staged: Path) -> None:
+    """cri-o/packaging scripts/bundle/build: `tar cfz ... cri-o`, everything under cri-o/."""
+    names = _names(staged, "cri-o.amd64.v1.36.3.tar.gz")
+    assert all(n == "cri-o" or n.startswith("cri-o/") for n in names)
+    for rel in ("bin/crio", "bin/pinns", "bin/conmon", "bin/conmonrs", "bin/crun", "bin/runc", "bin/crictl",
+                "bin/crio-credential-provider", "cni-plugins/portmap", "etc/10-crio.conf", "etc/crictl.yaml",
+                "etc/crio-umount.conf", "etc/crio", "contrib/crio.service", "contrib/policy.json",
+                "contrib/registries.conf", "contrib/10-crio-bridge.conflist.disabled", "man/crio.conf.d.5",
+                "Makefile", "README.md", "install", "LICENSE"):  # fmt: skip
+        assert f"cri-o/{rel}" in names, rel
+    assert names["cri-o/bin/crio"].mode == 0o755 and names["cri-o/install"].mode == 0o755
+
+
+def test_kata_3_bundle_layout(staged: Path) -> None:
+    """kata-deploy-merge-builds.sh: ./opt/kata/..., zstd; configuration.toml links configuration-qemu.toml."""
+    data = (staged / "stack/artifacts/kata-static-3.32.0-amd64.tar.zst").read_bytes()
+    assert data[:4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic
+    names = _names(staged, "kata-static-3.32.0-amd64.tar.zst")
+    assert all(n in (".", "./opt", "./opt/kata") or n.startswith("./opt/kata/") for n in names)
+    for rel in ("bin/kata-runtime", "bin/containerd-shim-kata-v2", "bin/qemu-system-x86_64", "libexec/virtiofsd",
+                "runtime-rs/bin/containerd-shim-kata-v2", "share/defaults/kata-containers/configuration-qemu.toml",
+                "VERSION"):  # fmt: skip
+        assert f"./opt/kata/{rel}" in names, rel
+    link = names["./opt/kata/share/defaults/kata-containers/configuration.toml"]
+    assert link.issym() and link.linkname == "configuration-qemu.toml"
+    assert names["./opt/kata/share/kata-containers/vmlinux.container"].issym()
+
+
+def test_cni_plugins_1_layout(staged: Path) -> None:
+    names = _names(staged, "cni-plugins-linux-amd64-v1.9.1.tgz")
+    files = sorted(n for n, m in names.items() if m.isfile())
+    assert files == sorted([f"./{p}" for p in ms.CNI_PLUGINS_1] + ["./README.md", "./LICENSE"])
+    assert "./flannel" not in files and "./vrf" in files
