@@ -482,11 +482,15 @@ def standin_image(ref: str, layout: Path) -> dict[str, tuple[str, int]]:
         out[platform] = (digest, config_size + layer_size)
     index = _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
     index_digest, index_size = _blob(layout, index)
-    (layout / "index.json").write_bytes(_json({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": OCI_INDEX, "digest": index_digest, "size": index_size,
-                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
-    }))  # fmt: skip
+    # One layout per repository, one entry per tag: a repository the lock names at two tags (kube-apiserver
+    # v1.17.17 and v1.36.4) keeps both, as a registry would.
+    top = layout / "index.json"
+    tagged = [m for m in (json.loads(top.read_text())["manifests"] if top.is_file() else [])
+              if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]  # fmt: skip
+    tagged.append({"mediaType": OCI_INDEX, "digest": index_digest, "size": index_size,
+                   "annotations": {"org.opencontainers.image.ref.name": tag}})  # fmt: skip
+    tagged.sort(key=lambda m: m["annotations"]["org.opencontainers.image.ref.name"])
+    top.write_bytes(_json({"schemaVersion": 2, "manifests": tagged}))
     (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
     return out
 

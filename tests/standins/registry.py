@@ -64,17 +64,18 @@ def running_registry(workdir: Path) -> Iterator[str]:
 
 
 def push_images(images: Path, url: str) -> list[str]:
-    """Push every OCI layout under ``images`` (``<registry>/<path>`` with one tag) to the registry at ``url``."""
+    """Push every tag of every OCI layout under ``images`` (``<registry>/<path>``) to the registry at ``url``."""
     host = url.removeprefix("http://")
     pushed = []
     for index in sorted(images.rglob("index.json")):
         layout = index.parent
         name = layout.relative_to(images).as_posix()
-        tag = json.loads(index.read_text())["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-        subprocess.run(
-            ["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
-             f"oci:{layout}:{tag}", f"docker://{host}/{name}:{tag}"],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-        pushed.append(f"{name}:{tag}")
+        for entry in json.loads(index.read_text())["manifests"]:
+            tag = entry["annotations"]["org.opencontainers.image.ref.name"]
+            subprocess.run(
+                ["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                 f"oci:{layout}:{tag}", f"docker://{host}/{name}:{tag}"],
+                check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+            pushed.append(f"{name}:{tag}")
     return pushed

@@ -658,3 +658,17 @@ def test_cni_plugins_1_layout(staged: Path) -> None:
     files = sorted(n for n, m in names.items() if m.isfile())
     assert files == sorted([f"./{p}" for p in ms.CNI_PLUGINS_1] + ["./README.md", "./LICENSE"])
     assert "./flannel" not in files and "./vrf" in files
+
+
+def test_a_repository_at_two_tags_keeps_both_stand_in_images(tmp_path: Path) -> None:
+    """kube-apiserver is locked at v1.17.17 and v1.36.4: the one OCI layout of the repository holds both tags (the
+    classic and the current e2e push both to the same registry)."""
+    layout = tmp_path / "registry.k8s.io" / "kube-apiserver"
+    first = ms.standin_image("registry.k8s.io/kube-apiserver:v1.17.17", layout)
+    second = ms.standin_image("registry.k8s.io/kube-apiserver:v1.36.4", layout)
+    index = json.loads((layout / "index.json").read_text())
+    tags = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert tags == ["v1.17.17", "v1.36.4"] and first != second
+    for platforms in (first, second):
+        for digest, _ in platforms.values():
+            assert (layout / "blobs" / "sha256" / digest.split(":", 1)[1]).is_file()
