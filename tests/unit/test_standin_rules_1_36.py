@@ -207,6 +207,12 @@ CRIO_36_FATAL = [
         n, "90-x.conf", '[crio.runtime.runtimes.crun]\nruntime_path = "/usr/libexec/crio/crun"\n'
         'runtime_config_path = "/etc/crio/policy.json"\n'),
      "runtime_config_path can only be used with the 'vm' runtime type"),
+    ("runtime_type of the default", lambda n: dropin(
+        n, "90-x.conf", '[crio.runtime.runtimes.crun]\nruntime_path = "/usr/libexec/crio/crun"\n'
+        'runtime_type = "kvm"\n'),
+     'invalid `runtime_type` "kvm" for runtime "crun"'),
+    ("signature policy dir", lambda n: dropin(n, "90-x.conf", '[crio.image]\nsignature_policy_dir = "policies"\n'),
+     'validating image config: signature policy dir "policies" is not absolute'),
     ("misspelt key in a drop-in", lambda n: dropin(n, "90-x.conf", '[crio.runtime]\ncgroups_manager = "systemd"\n'),
      "keys CRI-O 1.36.3 does not know: crio.runtime.cgroups_manager"),
     ("not TOML", lambda n: dropin(n, "90-x.conf", "[crio\n"), "unable to decode configuration"),
@@ -289,6 +295,12 @@ def test_crictl_36_drops_a_bad_config_silently_and_refuses_it_when_named(node: N
     assert named.returncode == 1 and "Config option 'pull-image-on-run' is not valid" in named.stderr
 
 
+def test_crictl_36_timeout_is_whole_seconds(node: Node36) -> None:
+    edit(node.path("/etc/crictl.yaml"), "timeout: 10", "timeout: 10s")
+    proc = node.run("crictl", "-c", "/etc/crictl.yaml", "info")
+    assert proc.returncode == 1 and "parsing config option 'timeout': strconv.Atoi" in proc.stderr
+
+
 # --- kubelet (kubernetes v1.36) -----------------------------------------------------------------------------------
 
 
@@ -347,6 +359,13 @@ def test_kubelet_36_refuses_cgroup_v1_unless_told(node: Node36) -> None:
     node.start_crio()
     _kubelet_config(node, failCgroupV1=False)
     _kubelet_starts(node, *KUBELET_ARGS)
+
+
+def test_kubelet_36_refuses_swap(node: Node36) -> None:
+    _kubelet_config(node)
+    node.put("/proc/swaps", b"Filename Type Size Used Priority\n/swapfile file 1024 0 -2\n")
+    proc = node.run("kubelet", *KUBELET_ARGS)
+    assert proc.returncode == 1 and "running with swap on is not supported" in proc.stderr
 
 
 def test_kubelet_36_without_the_endpoint_looks_for_containerd(node: Node36) -> None:
