@@ -616,7 +616,7 @@ def acceptance(
     import sys
     from pathlib import Path
 
-    from nodeimage.cluster import acceptance_command
+    from nodeimage.acceptance import acceptance_command
 
     cmd, env = acceptance_command(
         hosts=[h for h in hosts.split(",") if h],

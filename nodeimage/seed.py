@@ -1,28 +1,15 @@
-"""Per-node cloud-init seeds: user-data, meta-data, network-config and the NoCloud ISO.
+"""Per-node cloud-init seeds written to disk: the documents, the NoCloud ISO and the node's record.
 
-Documents are built as Python data and dumped with ``yaml.safe_dump``: no
-string templates, so no quoting bugs. The user-data writes the CA (control
-plane only: the CA key never goes to a worker), the kubeadm configuration and
-the bootstrap program's parameters, then ``runcmd`` starts one unit,
-``nodeimage-bootstrap.service``, whose program fails as a whole (a runcmd
-list of shell commands would carry on after a failure).
-
-Two kubeadm configurations are written per node, identical but for the
-kubelet's ``node-labels``: the bootstrap program runs ``kata-runtime
-kata-check`` first and then uses the one that labels the node Kata-capable
-only when the check passed. This way nothing on the node has to edit YAML.
+:func:`seed_node` is the entry point (``invoke seed``, and ``invoke up`` per
+node). The documents come from :mod:`nodeimage.seedrender`, the checks that
+two seeds cannot collide from :mod:`nodeimage.noderecords`, the validators
+from :mod:`nodeimage.nodespec`.
 
 Everything is validated before anything is written, so a bad value leaves no
-cluster directory and no seed behind.
-
-Seeds cannot collide. Every node seeded for a cluster is recorded in
-``<cluster>/nodes/<name>/node.json`` (name, role, address, where its seed
-went), and a new seed is refused when its name or address is already another
-node's, or when it would be a second control plane. Re-rendering the same
-node (same name, role and address) replaces its seed. A worker takes the pod
-CIDR, the service CIDR, the endpoint and the Kubernetes version from
-``cluster.yaml``, written when the control plane was seeded; asking a worker
-for another pod CIDR or another version is an error, not ignored.
+cluster directory and no seed behind. A worker takes the pod CIDR, the
+service CIDR, the endpoint and the Kubernetes version from ``cluster.yaml``,
+written when the control plane was seeded; asking a worker for another pod
+CIDR or another version is an error, not ignored.
 
 A seed is written into a fresh 0700 directory beside its final place and
 renamed there, so a failed seed leaves no partial node directory (nor, for
@@ -41,18 +28,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import yaml
 
-from nodeimage import stacks
 from nodeimage.fsutil import atomic_write
 from nodeimage.log import NodeimageError, die, info
 from nodeimage.nocloud import write_seed_iso
+from nodeimage.noderecords import NODE_RECORD, NodeRecord, check_collisions, cluster_nodes
 from nodeimage.nodespec import (
     DEFAULT_IMAGE_REPOSITORY,
-    MAC_RE,
     ROLES,
     NodeSpec,
     cluster_params,
@@ -72,219 +58,11 @@ from nodeimage.secrets import (
     load_cluster,
     validate_token,
 )
+from nodeimage.seedrender import RenderedSeed, meta_data, render
 
-# Under /etc, not /run: a bootstrap retried after a reboot still finds them (0600: they hold the token).
-KUBEADM_CONFIG = "/etc/nodeimage/kubeadm/kubeadm.yaml"
-KUBEADM_CONFIG_KATA = "/etc/nodeimage/kubeadm/kubeadm-kata.yaml"
-BOOTSTRAP_PARAMS = "/etc/nodeimage/bootstrap.json"
-SEED_PKI = "/etc/nodeimage/pki"
-BOOTSTRAP_UNIT = "nodeimage-bootstrap.service"
-ADMIN_USER = "nodeimage"
-NODE_RECORD = "node.json"
 SEED_FILES = ("user-data", "meta-data", "network-config", "seed.iso")
 # An ISO of a seed is ~400 KiB; when xorriso fails with less than this free, the filesystem was full.
 _ISO_ROOM = 4 << 20
-
-
-@dataclass(frozen=True)
-class RenderedSeed:
-    user_data: str
-    meta_data: dict
-    network_config: dict
-
-
-# --- rendering (pure) --------------------------------------------------------------------------
-
-
-def kubeadm_documents(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets, *, kata: bool) -> list[dict]:
-    """The kubeadm documents for ``node``, in the API of the stack of the cluster's Kubernetes version."""
-    stack = stacks.for_version(params.kubernetes_version)
-    return stack.kubeadm_documents(node, params, secrets, kata=kata, image_repository=params.image_repository)
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line strings (files in write_files) as readable ``|`` blocks."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str_representer)
-
-
-def _dump(data: object) -> str:
-    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, width=1000)
-
-
-def dump_documents(docs: list[dict]) -> str:
-    return "---\n".join(_dump(d) for d in docs)
-
-
-def bootstrap_params(node: NodeSpec, params: ClusterParams) -> dict:
-    """What nodeimage-bootstrap needs besides the kubeadm config (no secrets here)."""
-    return {
-        "role": node.role,
-        "node_name": node.name,
-        "node_ip": str(node_interface(node, params).ip),
-        "cluster": params.name,
-        "api_endpoint": params.endpoint,
-        "pod_cidr": params.pod_cidr,
-        "kubeadm_config": KUBEADM_CONFIG,
-        "kubeadm_config_kata": KUBEADM_CONFIG_KATA,
-        "kata_label": stacks.KATA_LABEL,
-        "cri_socket": stacks.CRI_SOCKET,
-    }
-
-
-def network_config(node: NodeSpec, params: ClusterParams) -> dict:
-    """Network config v2: DHCP on the NAT NIC, the static private address on the second NIC."""
-    ip = node_interface(node, params)
-
-    def entry(nic: str, stable: str, settings: dict) -> tuple[str, dict]:
-        if MAC_RE.match(nic):
-            return stable, {"match": {"macaddress": nic}, "set-name": stable, **settings}
-        return nic, settings
-
-    nat_key, nat = entry(node.nat_nic, "nat0", {"dhcp4": True})
-    priv_key, priv = entry(node.private_nic, "cluster0", {"dhcp4": False, "addresses": [str(ip)]})
-    return {"version": 2, "ethernets": {nat_key: nat, priv_key: priv}}
-
-
-def user_data(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets) -> str:
-    """The ``#cloud-config`` document for ``node`` (cloud-init 20.1 features only: no write_files defer)."""
-    files: list[dict] = []
-    if node.role == "control-plane":
-        files += [
-            # nodeimage-bootstrap copies them into /etc/kubernetes/pki before each `kubeadm init`
-            {"path": f"{SEED_PKI}/ca.crt", "owner": "root:root", "permissions": "0644",
-             "content": secrets.ca_cert_pem.decode()},
-            {"path": f"{SEED_PKI}/ca.key", "owner": "root:root", "permissions": "0600",
-             "content": secrets.ca_key_pem.decode()},
-        ]  # fmt: skip
-    for path, kata in ((KUBEADM_CONFIG, False), (KUBEADM_CONFIG_KATA, True)):
-        files.append(
-            {
-                "path": path,
-                "owner": "root:root",
-                "permissions": "0600",
-                "content": dump_documents(kubeadm_documents(node, params, secrets, kata=kata)),
-            }
-        )
-    files.append(
-        {
-            "path": BOOTSTRAP_PARAMS,
-            "owner": "root:root",
-            "permissions": "0644",
-            "content": json.dumps(bootstrap_params(node, params), indent=2, sort_keys=True) + "\n",
-        }
-    )
-    doc: dict = {
-        "hostname": node.name,
-        "manage_etc_hosts": True,
-        "write_files": files,
-        # The unit runs the bootstrap (and again at later boots until it succeeded); runcmd waits for it,
-        # so cloud-init reports a failed bootstrap as its own failure.
-        "runcmd": [["systemctl", "start", BOOTSTRAP_UNIT]],
-    }
-    if node.ssh_public_key:
-        doc["users"] = [
-            {
-                "name": ADMIN_USER,
-                "gecos": "nodeimage admin",
-                "shell": "/bin/bash",
-                "sudo": "ALL=(ALL) NOPASSWD:ALL",
-                "lock_passwd": True,
-                "ssh_authorized_keys": [node.ssh_public_key.strip()],
-            }
-        ]
-    return "#cloud-config\n" + _dump(doc)
-
-
-def meta_data(node: NodeSpec, params: ClusterParams) -> dict:
-    return {"instance-id": f"nodeimage-{params.name}-{node.name}", "local-hostname": node.name}
-
-
-def render(node: NodeSpec, params: ClusterParams, secrets: ClusterSecrets) -> RenderedSeed:
-    validate_node(node, params)
-    return RenderedSeed(user_data(node, params, secrets), meta_data(node, params), network_config(node, params))
-
-
-# --- the cluster's nodes ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeRecord:
-    """A node seeded for a cluster, as ``<cluster>/nodes/<name>/node.json`` records it."""
-
-    name: str
-    role: str
-    ip: str
-    seed: str  # the directory holding its seed
-    profile: str | None = None
-
-
-def _record_of_legacy_seed(seed_dir: Path) -> NodeRecord | None:
-    """A seed written before node.json existed: its user-data's bootstrap parameters name the node."""
-    user_data = seed_dir / "user-data"
-    try:
-        doc = yaml.safe_load(user_data.read_text())
-        params = next(json.loads(f["content"]) for f in doc["write_files"] if f["path"] == BOOTSTRAP_PARAMS)
-        return NodeRecord(params["node_name"], params["role"], params["node_ip"], str(seed_dir))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError, KeyError, TypeError, StopIteration):
-        return None
-
-
-def cluster_nodes(directory: Path) -> list[NodeRecord]:
-    """Every node seeded for the cluster in ``directory`` (its node records, and older seeds without one)."""
-    nodes_dir = directory / "nodes"
-    if not nodes_dir.is_dir():
-        return []
-    found = []
-    for entry in sorted(nodes_dir.iterdir()):
-        if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir():
-            continue
-        record = entry / NODE_RECORD
-        if record.is_file():
-            try:
-                data = json.loads(record.read_text())
-                found.append(NodeRecord(**data))
-            except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
-                die(
-                    f"node record {record} is unreadable: {exc}",
-                    hint=f"if node {entry.name!r} is gone, remove {entry}; otherwise seed it again after removing it",
-                )
-        elif (legacy := _record_of_legacy_seed(entry)) is not None:
-            found.append(legacy)
-    return found
-
-
-def check_collisions(node: NodeSpec, ip: str, cluster: str, directory: Path, existing: list[NodeRecord]) -> None:
-    """Refuse a node whose name or address another node of the cluster has, or a second control plane."""
-    for rec in existing:
-        if rec.name == node.name and rec.role == node.role and rec.ip == ip:
-            continue  # the same node again: its seed is re-rendered
-        gone = f"if {rec.role} {rec.name!r} is gone for good, remove {directory / 'nodes' / rec.name} first"
-        if node.role == "control-plane" and rec.role == "control-plane":
-            die(
-                f"cluster {cluster!r} already has a control plane, {rec.name!r} at {rec.ip}; "
-                "a nodeimage cluster has one",
-                hint=f"seed this node as a worker (--role worker), or use another --cluster; {gone}",
-            )
-        if rec.name == node.name:
-            die(
-                f"node name {node.name!r} is already used in cluster {cluster!r} by the {rec.role} at {rec.ip}",
-                hint=f"give this node another --name; {gone}",
-            )
-        if rec.ip == ip:
-            die(
-                f"address {ip} is already used in cluster {cluster!r} by {rec.role} {rec.name!r}",
-                hint=f"give this node another --ip; {gone}",
-            )
-
-
-# --- writing ----------------------------------------------------------------------------------
 
 
 def _is_seed_dir(path: Path, instance_id: str | None) -> bool:

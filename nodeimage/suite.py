@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from nodeimage import nocloud, vm
+from nodeimage import nocloud, ssh, vm
 from nodeimage.log import die, step
 from nodeimage.run import run
 from nodeimage.sshkey import generate_keypair
@@ -90,7 +90,7 @@ def run_image_suite(
         vm.booted(spec, workdir / "vm") as machine,
         tempfile.TemporaryDirectory(prefix="ni-ssh-") as control_dir,
     ):
-        vm.wait_for_ssh(machine, user=TEST_USER, key=key, timeout=SSH_TIMEOUT_S)
+        ssh.wait_for_ssh(machine, user=TEST_USER, key=key, timeout=SSH_TIMEOUT_S)
         hosts = [
             f"--hosts=ssh://{TEST_USER}@127.0.0.1:{machine.ssh_port}",
             f"--ssh-identity-file={key}",

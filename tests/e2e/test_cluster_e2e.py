@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from nodeimage import cluster, vm
+from nodeimage import acceptance, cluster, clusterwait, ssh
 from nodeimage.profiles import load_profile
-from nodeimage.seed import ADMIN_USER
+from nodeimage.seedrender import ADMIN_USER
 from tests.e2e.conftest import E2EBuild
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,10 +54,10 @@ def two_nodes(e2e_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         cp, worker = state.nodes
         for node in state.nodes:
-            vm.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
-        cluster.wait_bootstrap(state, cp, timeout=1200)
-        cluster.wait_bootstrap(state, worker, timeout=1200)
-        cluster.copy_kubeconfig(state, cp)
+            ssh.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
+        clusterwait.wait_bootstrap(state, cp, timeout=1200)
+        clusterwait.wait_bootstrap(state, worker, timeout=1200)
+        clusterwait.copy_kubeconfig(state, cp)
         yield state, state_dir
     finally:
         cluster.stop_all(state)
@@ -65,19 +65,19 @@ def two_nodes(e2e_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _reach(state: cluster.ClusterState, src: cluster.NodeState, dst: cluster.NodeState) -> str:
     """ICMP ping when the image has ping, else a TCP connection to sshd: across the private network."""
-    has_ping = vm.ssh_run(src.vm, ADMIN_USER, state.ssh_key, ["sh", "-c", "command -v ping"], check=False)
+    has_ping = ssh.ssh_run(src.vm, ADMIN_USER, state.ssh_key, ["sh", "-c", "command -v ping"], check=False)
     if has_ping.returncode == 0:
         cmd = ["ping", "-c", "3", "-W", "5", "-I", "cluster0", dst.ip]
     else:
         cmd = ["python3", "-c", REACH, dst.ip]
-    return vm.ssh_run(src.vm, ADMIN_USER, state.ssh_key, cmd).stdout.decode()
+    return ssh.ssh_run(src.vm, ADMIN_USER, state.ssh_key, cmd).stdout.decode()
 
 
 @pytest.mark.e2e
 def test_nodes_reach_each_other_on_the_private_network(two_nodes: TwoNodes) -> None:
     state, _ = two_nodes
     cp, worker = state.nodes
-    addr = vm.ssh_run(worker.vm, ADMIN_USER, state.ssh_key, ["ip", "-4", "-o", "addr", "show", "cluster0"])
+    addr = ssh.ssh_run(worker.vm, ADMIN_USER, state.ssh_key, ["ip", "-4", "-o", "addr", "show", "cluster0"])
     assert f"{worker.ip}/24" in addr.stdout.decode()
     assert _reach(state, worker, cp)
     assert _reach(state, cp, worker)
@@ -87,7 +87,7 @@ def test_nodes_reach_each_other_on_the_private_network(two_nodes: TwoNodes) -> N
 def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, e2e_build: E2EBuild, tmp_path: Path) -> None:
     state, state_dir = two_nodes
     report = tmp_path / "firstboot.xml"
-    cmd, env = cluster.acceptance_command(
+    cmd, env = acceptance.acceptance_command(
         hosts=[],
         cluster="e2e",
         state_dir=state_dir,

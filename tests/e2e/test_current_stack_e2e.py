@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from nodeimage import cluster, vm
+from nodeimage import acceptance, cluster, clusterwait, ssh
 from nodeimage.profiles import load_profile
-from nodeimage.seed import ADMIN_USER
+from nodeimage.seedrender import ADMIN_USER
 from tests.e2e.conftest import E2E_ROOT, StandIns, invoke
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,9 +86,9 @@ def two_nodes(current_build: CurrentBuild, tmp_path_factory: pytest.TempPathFact
     try:
         cp, worker = state.nodes
         for node in state.nodes:
-            vm.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
-        cluster.wait_bootstrap(state, cp, timeout=1200)
-        cluster.wait_bootstrap(state, worker, timeout=1200)
+            ssh.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
+        clusterwait.wait_bootstrap(state, cp, timeout=1200)
+        clusterwait.wait_bootstrap(state, worker, timeout=1200)
         yield state, state_dir
     finally:
         cluster.stop_all(state)
@@ -103,7 +103,7 @@ def test_build_ran_the_image_suite_for_the_current_stack(current_build: CurrentB
 
 
 def _ssh(state: cluster.ClusterState, node: cluster.NodeState, *cmd: str) -> str:
-    return vm.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", *cmd]).stdout.decode()
+    return ssh.ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", *cmd]).stdout.decode()
 
 
 def test_nodes_boot_the_unified_cgroup_hierarchy(two_nodes: TwoNodes) -> None:
@@ -126,7 +126,7 @@ def test_crio_serves_the_kata_shim_handler(two_nodes: TwoNodes) -> None:
 def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, current_build: CurrentBuild, tmp_path: Path):
     state, state_dir = two_nodes
     report = tmp_path / "firstboot36.xml"
-    cmd, env = cluster.acceptance_command(
+    cmd, env = acceptance.acceptance_command(
         hosts=[],
         cluster="e2e36",
         state_dir=state_dir,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeimage import seed
+from nodeimage import seed, seedrender
 
 K8S = {"kubernetes_version": "v1.17.17", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
 # The current stack's seeds too (kubeadm v1beta4 documents, list-form kubeletExtraArgs in the written files).
@@ -49,7 +49,7 @@ def seeds_1_36(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_current_stack_user_data_passes_cloud_init_schema(seeds_1_36: dict[str, Path], name: str) -> None:
     user_data = seeds_1_36[name].parent / "user-data"
     cfg = yaml.safe_load(user_data.read_text())
-    kubeadm = next(f for f in cfg["write_files"] if f["path"] == seed.KUBEADM_CONFIG)["content"]
+    kubeadm = next(f for f in cfg["write_files"] if f["path"] == seedrender.KUBEADM_CONFIG)["content"]
     assert "apiVersion: kubeadm.k8s.io/v1beta4" in kubeadm  # the current stack's documents, not v1beta2
     proc = subprocess.run(
         ["cloud-init", "schema", "--config-file", str(user_data)], capture_output=True, text=True, check=False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeimage import vm
+from nodeimage import privnet, procs, ssh, vm
 from nodeimage.log import NodeimageError
 from nodeimage.nocloud import write_seed_iso
 from nodeimage.sshkey import generate_keypair
@@ -62,7 +62,7 @@ def _spec(disk: Path, **kw: object) -> vm.VMSpec:
 
 
 def test_qemu_command_wires_overlay_ssh_seed_and_private_net(tmp_path: Path) -> None:
-    net = vm.PrivateNet(hub_port=40000, pid=1, log=tmp_path / "hub.log")
+    net = privnet.PrivateNet(hub_port=40000, pid=1, log=tmp_path / "hub.log")
     spec = vm.VMSpec(
         name="cp",
         disk=tmp_path / "image.qcow2",
@@ -130,10 +130,10 @@ def test_boot_writes_serial_and_stop_removes_overlay(tmp_path: Path) -> None:
     seed = tmp_path / "seed.iso"
     write_seed_iso(seed, user_data="#cloud-config\n", meta_data={"instance-id": "t1"})
     with vm.booted(_spec(disk, seed_iso=seed, cpus=1, memory_mib=256), tmp_path / "work") as machine:
-        assert vm.is_running(machine.pid)
+        assert procs.is_running(machine.pid)
         assert machine.overlay.is_file()
         assert _wait_for_serial(machine, MESSAGE), vm.serial_tail(machine)
-    assert not vm.is_running(machine.pid)
+    assert not procs.is_running(machine.pid)
     assert not machine.overlay.exists()
     assert hashlib.sha256(disk.read_bytes()).hexdigest() == before, "the image was modified"
 
@@ -145,12 +145,12 @@ def test_wait_for_ssh_dies_with_serial_tail_when_the_vm_has_no_ssh(tmp_path: Pat
     with vm.booted(_spec(disk, cpus=1, memory_mib=256), tmp_path / "work") as machine:
         assert _wait_for_serial(machine, MESSAGE)
         with pytest.raises(NodeimageError, match="no SSH") as err:
-            vm.wait_for_ssh(machine, user="nobody", key=key, timeout=5)
+            ssh.wait_for_ssh(machine, user="nobody", key=key, timeout=5)
         assert MESSAGE.decode() in str(err.value), "the error should show the serial console"
 
 
 def test_private_net_hub_repeats_frames_to_the_other_peers(tmp_path: Path) -> None:
-    with vm.private_net(tmp_path) as net:
+    with privnet.private_net(tmp_path) as net:
         peers = []
         for _ in range(3):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -167,7 +167,7 @@ def test_private_net_hub_repeats_frames_to_the_other_peers(tmp_path: Path) -> No
             peers[0].recv(100)
         for sock in peers:
             sock.close()
-    assert not vm.is_running(net.pid)
+    assert not procs.is_running(net.pid)
 
 
 def _base_image() -> Path | None:
@@ -193,6 +193,6 @@ def test_real_image_boots_with_seed_and_answers_ssh(tmp_path: Path) -> None:
     seed = tmp_path / "seed.iso"
     write_seed_iso(seed, user_data=user_data, meta_data={"instance-id": "vm-test", "local-hostname": "vm-test"})
     with vm.booted(vm.VMSpec(name="vm-test", disk=image, seed_iso=seed), tmp_path / "work") as machine:
-        vm.wait_for_ssh(machine, user="nodeimage", key=key, timeout=600)
-        out = vm.ssh_run(machine, "nodeimage", key, ["hostname"]).stdout.decode().strip()
+        ssh.wait_for_ssh(machine, user="nodeimage", key=key, timeout=600)
+        out = ssh.ssh_run(machine, "nodeimage", key, ["hostname"]).stdout.decode().strip()
         assert out == "vm-test"

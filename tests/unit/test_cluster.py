@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from nodeimage import cluster, seed, vm
+from nodeimage import acceptance, cluster, privnet, seed, vm
 from nodeimage.log import NodeimageError
+from nodeimage.procs import is_running, read_pidfile
 
 K8S = {"kubernetes_version": "v1.17.17", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
 
@@ -79,7 +80,7 @@ def _state(tmp_path: Path, pid: int = 999_999_999) -> cluster.ClusterState:
         image=tmp_path / "node.qcow2",
         accel="tcg",
         ssh_key=directory / "ssh" / "id_ed25519",
-        net=vm.PrivateNet(hub_port=40000, pid=999_999_998, log=directory / "vms" / "private-net.log"),
+        net=privnet.PrivateNet(hub_port=40000, pid=999_999_998, log=directory / "vms" / "private-net.log"),
         nodes=[cluster.NodeState(name="cp", role="control-plane", ip="192.168.100.10", vm=_vm(directory, "cp", pid))],
         api_port=6555,
     )
@@ -182,7 +183,7 @@ def test_corrupt_state_is_one_error_naming_the_file_and_the_recovery(tmp_path: P
     with pytest.raises(cluster.StateFileError):
         cluster.start(cluster="c1", image=image, workers=0, state_dir=tmp_path, accel="tcg", **K8S)
     with pytest.raises(cluster.StateFileError):
-        cluster.acceptance_command(hosts=[], cluster="c1", state_dir=tmp_path)
+        acceptance.acceptance_command(hosts=[], cluster="c1", state_dir=tmp_path)
     assert state.state_file.read_text() == text
 
 
@@ -333,20 +334,20 @@ def test_cluster_files_are_private(tmp_path: Path) -> None:
 def test_acceptance_command_for_given_hosts(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "admin.conf"
     kubeconfig.write_text("x")
-    cmd, env = cluster.acceptance_command(
+    cmd, env = acceptance.acceptance_command(
         hosts=["ssh://ubuntu@10.0.0.5", "ssh://ubuntu@10.0.0.6"], kubeconfig=kubeconfig, standins=True
     )
     assert "--hosts=ssh://ubuntu@10.0.0.5,ssh://ubuntu@10.0.0.6" in cmd
     assert "--booted" in cmd and "--standins" in cmd
     assert env["NODEIMAGE_KUBECONFIG"] == str(kubeconfig.resolve())
     assert "--sudo" in cmd
-    assert "--sudo" not in cluster.acceptance_command(hosts=["ssh://root@h"], sudo=False)[0]
+    assert "--sudo" not in acceptance.acceptance_command(hosts=["ssh://root@h"], sudo=False)[0]
 
 
 def test_acceptance_command_for_an_up_cluster(tmp_path: Path) -> None:
     state = _state(tmp_path)
     state.save()
-    cmd, env = cluster.acceptance_command(hosts=[], cluster="c1", state_dir=tmp_path)
+    cmd, env = acceptance.acceptance_command(hosts=[], cluster="c1", state_dir=tmp_path)
     assert "--hosts=ssh://nodeimage@127.0.0.1:2222" in cmd
     assert "--sudo" in cmd
     config = next(a for a in cmd if a.startswith("--ssh-config=")).split("=", 1)[1]
@@ -365,16 +366,16 @@ def test_acceptance_command_for_an_up_cluster(tmp_path: Path) -> None:
 )
 def test_acceptance_command_bad_input(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(NodeimageError, match=message):
-        cluster.acceptance_command(state_dir=tmp_path, **kw)
+        acceptance.acceptance_command(state_dir=tmp_path, **kw)
 
 
 def test_down_without_state_stops_the_hub_by_its_pid_file_and_only_the_hub(tmp_path: Path, spawn: object) -> None:
     state = _state(tmp_path)
-    net = vm.start_private_net(state.directory / "vms")
-    assert vm.read_pidfile(net.pidfile) == net.pid
+    net = privnet.start_private_net(state.directory / "vms")
+    assert read_pidfile(net.pidfile) == net.pid
     cluster.down(cluster="c1", state_dir=tmp_path)
-    assert not vm.is_running(net.pid)
-    bystander = spawn(["sleep", "120"], state.directory / "vms" / vm.HUB_PIDFILE)  # type: ignore[operator]
+    assert not is_running(net.pid)
+    bystander = spawn(["sleep", "120"], state.directory / "vms" / privnet.HUB_PIDFILE)  # type: ignore[operator]
     cluster.down(cluster="c1", state_dir=tmp_path)
     assert bystander.poll() is None
 
@@ -382,9 +383,9 @@ def test_down_without_state_stops_the_hub_by_its_pid_file_and_only_the_hub(tmp_p
 @pytest.mark.parametrize("text", ["0", "-1", "1", "abc", "", "12 34"])
 def test_a_pid_file_without_a_usable_pid_is_ignored(tmp_path: Path, text: str) -> None:
     (tmp_path / "x.pid").write_text(text)
-    assert vm.read_pidfile(tmp_path / "x.pid") is None
+    assert read_pidfile(tmp_path / "x.pid") is None
 
 
 @pytest.mark.parametrize("pid", [0, -1, 1])
 def test_pids_that_address_groups_or_init_are_never_running_vms(pid: int) -> None:
-    assert not vm.is_running(pid)  # os.kill(0 or -1, ...) would signal process groups
+    assert not is_running(pid)  # os.kill(0 or -1, ...) would signal process groups

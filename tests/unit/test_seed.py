@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeimage import secrets, seed
+from nodeimage import secrets, seed, seedrender
 from nodeimage.log import NodeimageError
 
 K8S = {"kubernetes_version": "v1.17.17", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
@@ -54,7 +54,7 @@ def _files(cfg: dict) -> dict[str, dict]:
     return {f["path"]: f for f in cfg["write_files"]}
 
 
-def _kubeadm(cfg: dict, path: str = seed.KUBEADM_CONFIG) -> dict[str, dict]:
+def _kubeadm(cfg: dict, path: str = seedrender.KUBEADM_CONFIG) -> dict[str, dict]:
     return {d["kind"]: d for d in yaml.safe_load_all(_files(cfg)[path]["content"])}
 
 
@@ -72,8 +72,8 @@ def test_control_plane_seed(tmp_path: Path) -> None:
     assert files["/etc/nodeimage/pki/ca.key"]["permissions"] == "0600"
     assert files["/etc/nodeimage/pki/ca.crt"]["permissions"] == "0644"
     assert "BEGIN RSA PRIVATE KEY" in files["/etc/nodeimage/pki/ca.key"]["content"]
-    assert files[seed.KUBEADM_CONFIG]["permissions"] == "0600"
-    assert seed.KUBEADM_CONFIG.startswith("/etc/")  # survives a reboot, unlike /run
+    assert files[seedrender.KUBEADM_CONFIG]["permissions"] == "0600"
+    assert seedrender.KUBEADM_CONFIG.startswith("/etc/")  # survives a reboot, unlike /run
     assert cfg["runcmd"] == [["systemctl", "start", "nodeimage-bootstrap.service"]]
     docs = _kubeadm(cfg)
     init, cluster = docs["InitConfiguration"], docs["ClusterConfiguration"]
@@ -95,11 +95,11 @@ def test_control_plane_seed(tmp_path: Path) -> None:
     for kind in ("InitConfiguration", "ClusterConfiguration"):
         assert docs[kind]["apiVersion"] == "kubeadm.k8s.io/v1beta2"
         _check_fields(docs[kind], kind)
-    kata = _kubeadm(cfg, seed.KUBEADM_CONFIG_KATA)["InitConfiguration"]
+    kata = _kubeadm(cfg, seedrender.KUBEADM_CONFIG_KATA)["InitConfiguration"]
     assert kata["nodeRegistration"]["kubeletExtraArgs"]["node-labels"] == "katacontainers.io/kata-runtime=true"
-    params = json.loads(files[seed.BOOTSTRAP_PARAMS]["content"])
+    params = json.loads(files[seedrender.BOOTSTRAP_PARAMS]["content"])
     assert params["pod_cidr"] == "10.244.0.0/16" and params["role"] == "control-plane"
-    assert token not in files[seed.BOOTSTRAP_PARAMS]["content"]
+    assert token not in files[seedrender.BOOTSTRAP_PARAMS]["content"]
     meta = yaml.safe_load((iso.parent / "meta-data").read_text())
     assert meta == {"instance-id": "nodeimage-demo-cp", "local-hostname": "cp"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeimage import seed, stacks
+from nodeimage import seed, seedrender, stacks
 from nodeimage.config import make_config
 from nodeimage.fetch import fetch
 from nodeimage.lock import load_lock
@@ -48,7 +48,7 @@ def _seed(tmp_path: Path, role: str = "control-plane", name: str = "cp", ip: str
     return yaml.safe_load((iso.parent / "user-data").read_text())
 
 
-def _kubeadm(cfg: dict, path: str = seed.KUBEADM_CONFIG) -> dict[str, dict]:
+def _kubeadm(cfg: dict, path: str = seedrender.KUBEADM_CONFIG) -> dict[str, dict]:
     files = {f["path"]: f for f in cfg["write_files"]}
     return {d["kind"]: d for d in yaml.safe_load_all(files[path]["content"])}
 
@@ -60,7 +60,7 @@ def _args(registration: dict) -> dict[str, str]:
 # --- kubeadm documents: only v1beta4 fields ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [seed.KUBEADM_CONFIG, seed.KUBEADM_CONFIG_KATA])
+@pytest.mark.parametrize("path", [seedrender.KUBEADM_CONFIG, seedrender.KUBEADM_CONFIG_KATA])
 def test_control_plane_documents_use_only_v1beta4_fields(tmp_path: Path, path: str) -> None:
     docs = _kubeadm(_seed(tmp_path), path)
     assert set(docs) == {"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"}
@@ -70,7 +70,7 @@ def test_control_plane_documents_use_only_v1beta4_fields(tmp_path: Path, path: s
     registration = docs["InitConfiguration"]["nodeRegistration"]
     assert registration["criSocket"] == CRI_ENDPOINT  # a URL: kubeadm warns about a bare path
     assert _args(registration)["node-ip"] == "192.168.100.10"
-    assert ("node-labels" in _args(registration)) == (path == seed.KUBEADM_CONFIG_KATA)
+    assert ("node-labels" in _args(registration)) == (path == seedrender.KUBEADM_CONFIG_KATA)
     cluster = docs["ClusterConfiguration"]
     assert cluster["kubernetesVersion"] == "v1.36.4" and cluster["imageRepository"] == "registry.k8s.io"
     assert cluster["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}

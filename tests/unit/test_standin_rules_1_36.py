@@ -384,13 +384,13 @@ def test_kubelet_36_without_the_endpoint_looks_for_containerd(node: Node36) -> N
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The kubeadm configuration a control plane's seed for the current stack writes (nodeimage.seed, which
     renders the stack's documents)."""
-    from nodeimage import seed
+    from nodeimage import seed, seedrender
 
     k8s = {"kubernetes_version": "v1.36.4", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
     cp = seed.NodeSpec(role="control-plane", name="cp", ip="192.168.100.10")
     iso = seed.seed_node(cluster="r36", node=cp, state_dir=tmp_path_factory.mktemp("state36"), **k8s)
     files = {f["path"]: f["content"] for f in yaml.safe_load((iso.parent / "user-data").read_text())["write_files"]}
-    return files[seed.KUBEADM_CONFIG]
+    return files[seedrender.KUBEADM_CONFIG]
 
 
 def _init(node: Node36, text: str) -> subprocess.CompletedProcess[str]:
