@@ -41,38 +41,53 @@ placeholder has the same length, so nothing moves). Hence the fixed order
 ``blobs/ blobs/sha256/ <layer> <config> <manifest> index.json oci-layout``
 rather than a sorted one: sorting would put the layer among blobs named by
 digests not yet known, and need a second pass over the disk.
+
+The OCI layout's pieces (deterministic tar headers, canonical JSON, reading an
+archive back) are :mod:`nodeimage.ociarchive`, outside this package: the
+format registry imports every module in it as a format.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nodeimage.formats import Format, Recorded, register
 from nodeimage.fsutil import atomic_path
 from nodeimage.log import die, step
+from nodeimage.ociarchive import (
+    BLOCK,
+    CHUNK,
+    CONFIG_MEDIA_TYPE,
+    CREATED,
+    INDEX_MEDIA_TYPE,
+    LAYER_MEDIA_TYPE,
+    LAYOUT_VERSION,
+    MANIFEST_MEDIA_TYPE,
+    RECORD,
+    REF_NAME,
+    canonical_json,
+    check_descriptor,
+    descriptor,
+    json_changes,
+    manifest_blobs,
+    member_changes,
+    pad,
+    parse_json,
+    read_archive,
+    rfc3339,
+    tar_header,
+)
 
 if TYPE_CHECKING:
     from nodeimage.config import BuildConfig
     from nodeimage.profiles import Profile
     from nodeimage.repro import ReproReport
-
-# opencontainers/image-spec@v1.1.1: media-types.md, image-layout.md:120-143 (oci-layout), annotations.md:33
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
-LAYOUT_VERSION = "1.0.0"
-REF_NAME = "org.opencontainers.image.ref.name"
-CREATED = "org.opencontainers.image.created"
 
 # kubevirt/kubevirt@v1.9.0: pkg/os/disk/validation.go:12 (DiskSourceFallbackPath), pkg/util/util.go:32
 # (NonRootUID, the qemu user), containerimages/BUILD.bazel:12-14 (mode "440", owner "107.107")
@@ -81,12 +96,6 @@ DISK_UID = DISK_GID = 107
 DISK_MODE = 0o440
 DIR_MODE = 0o755  # root-owned and world-listable: uid 107 can read /disk whoever owns it
 BLOB_MODE = 0o644
-
-_BLOCK = tarfile.BLOCKSIZE
-_RECORD = tarfile.RECORDSIZE
-_CHUNK = 4 * 1024 * 1024
-_SMALL = 1 << 20  # blobs up to this size are JSON documents, kept in memory when read back
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")  # the distribution reference grammar's tag
 # image-spec's GOARCH values for the profile arches nodeimage knows (profiles.ARCHES)
 _GOARCH = {"amd64": "amd64", "arm64": "arm64"}
@@ -119,40 +128,6 @@ class Written:
     ref_name: str
 
 
-def _header(name: str, *, size: int = 0, mode: int, mtime: int, uid: int = 0, gid: int = 0,
-            directory: bool = False) -> bytes:  # fmt: skip
-    """One tar header as tarfile writes it, with nothing in it that varies between builds.
-
-    PAX_FORMAT writes a plain ustar header when every field fits, and a pax
-    header only for the fields that do not (here: a size of 8 GiB or more).
-    """
-    ti = tarfile.TarInfo(name)
-    ti.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    ti.size = 0 if directory else size
-    ti.mode = mode
-    ti.mtime = mtime
-    ti.uid, ti.gid = uid, gid
-    ti.uname = ti.gname = ""
-    return ti.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
-
-
-def _pad(n: int) -> bytes:
-    return b"\0" * (-n % _BLOCK)
-
-
-def _json(doc: dict[str, Any]) -> bytes:
-    """Canonical JSON: sorted keys, no spaces, so the same document is always the same bytes (and digest)."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _descriptor(media_type: str, data_digest: str, size: int) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": f"sha256:{data_digest}", "size": size}
-
-
 def write_containerdisk(qcow2: Path, out: Path, *, disk: str, tag: str, epoch: int, arch: str = "amd64") -> Written:
     """Write ``out``, an oci-archive whose one image holds ``qcow2`` at /disk/<disk>; nothing at ``out``
     unless it all succeeds. The qcow2 is streamed and hashed on the way, never held in memory."""
@@ -167,23 +142,23 @@ def write_containerdisk(qcow2: Path, out: Path, *, disk: str, tag: str, epoch: i
         die(f"no OCI architecture known for {arch!r}", hint=f"one of {', '.join(_GOARCH)}")
     size = qcow2.stat().st_size
     inner_name = f"{DISK_DIR}/{disk}"
-    inner = _header(f"{DISK_DIR}/", mode=DIR_MODE, mtime=epoch, directory=True) + _header(
+    inner = tar_header(f"{DISK_DIR}/", mode=DIR_MODE, mtime=epoch, directory=True) + tar_header(
         inner_name, size=size, mode=DISK_MODE, mtime=epoch, uid=DISK_UID, gid=DISK_GID
     )
-    tail = _pad(size) + b"\0" * (2 * _BLOCK)  # end of the layer archive: two zero blocks
+    tail = pad(size) + b"\0" * (2 * BLOCK)  # end of the layer archive: two zero blocks
     layer_size = len(inner) + size + len(tail)
     placeholder = f"blobs/sha256/{'0' * 64}"
     with step(f"Writing containerDisk {out}"), atomic_path(out) as tmp, tmp.open("wb") as dst:
-        dst.write(_header("blobs/", mode=DIR_MODE, mtime=epoch, directory=True))
-        dst.write(_header("blobs/sha256/", mode=DIR_MODE, mtime=epoch, directory=True))
+        dst.write(tar_header("blobs/", mode=DIR_MODE, mtime=epoch, directory=True))
+        dst.write(tar_header("blobs/sha256/", mode=DIR_MODE, mtime=epoch, directory=True))
         layer_at = dst.tell()
-        first = _header(placeholder, size=layer_size, mode=BLOB_MODE, mtime=epoch)
+        first = tar_header(placeholder, size=layer_size, mode=BLOB_MODE, mtime=epoch)
         dst.write(first)
         layer_h, disk_h = hashlib.sha256(inner), hashlib.sha256()
         dst.write(inner)
         copied = 0
         with qcow2.open("rb") as src:
-            while chunk := src.read(_CHUNK):
+            while chunk := src.read(CHUNK):
                 layer_h.update(chunk)
                 disk_h.update(chunk)
                 dst.write(chunk)
@@ -193,14 +168,14 @@ def write_containerdisk(qcow2: Path, out: Path, *, disk: str, tag: str, epoch: i
         layer_h.update(tail)
         dst.write(tail)  # layer_size is whole blocks: no padding of the outer member
         layer = layer_h.hexdigest()
-        header = _header(f"blobs/sha256/{layer}", size=layer_size, mode=BLOB_MODE, mtime=epoch)
+        header = tar_header(f"blobs/sha256/{layer}", size=layer_size, mode=BLOB_MODE, mtime=epoch)
         assert len(header) == len(first)
         dst.seek(layer_at)
         dst.write(header)
         dst.seek(0, os.SEEK_END)
 
-        created = _rfc3339(epoch)
-        config = _json(
+        created = rfc3339(epoch)
+        config = canonical_json(
             {
                 "architecture": _GOARCH[arch],
                 "os": "linux",
@@ -211,221 +186,45 @@ def write_containerdisk(qcow2: Path, out: Path, *, disk: str, tag: str, epoch: i
             }
         )
         config_digest = hashlib.sha256(config).hexdigest()
-        manifest = _json(
+        manifest = canonical_json(
             {
                 "schemaVersion": 2,
                 "mediaType": MANIFEST_MEDIA_TYPE,
-                "config": _descriptor(CONFIG_MEDIA_TYPE, config_digest, len(config)),
-                "layers": [_descriptor(LAYER_MEDIA_TYPE, layer, layer_size)],
+                "config": descriptor(CONFIG_MEDIA_TYPE, config_digest, len(config)),
+                "layers": [descriptor(LAYER_MEDIA_TYPE, layer, layer_size)],
                 "annotations": {CREATED: created},
             }
         )
         manifest_digest = hashlib.sha256(manifest).hexdigest()
-        index = _json(
+        index = canonical_json(
             {
                 "schemaVersion": 2,
                 "mediaType": INDEX_MEDIA_TYPE,
                 "manifests": [
                     {
-                        **_descriptor(MANIFEST_MEDIA_TYPE, manifest_digest, len(manifest)),
+                        **descriptor(MANIFEST_MEDIA_TYPE, manifest_digest, len(manifest)),
                         "platform": {"architecture": _GOARCH[arch], "os": "linux"},
                         "annotations": {REF_NAME: tag},
                     }
                 ],
             }
         )
-        layout = _json({"imageLayoutVersion": LAYOUT_VERSION})
+        layout = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
         for name, data in (
             (f"blobs/sha256/{config_digest}", config),
             (f"blobs/sha256/{manifest_digest}", manifest),
             ("index.json", index),
             ("oci-layout", layout),
         ):
-            dst.write(_header(name, size=len(data), mode=BLOB_MODE, mtime=epoch) + data + _pad(len(data)))
-        dst.write(b"\0" * (2 * _BLOCK))
-        dst.write(b"\0" * (-dst.tell() % _RECORD))  # whole records, as tar writes them
+            dst.write(tar_header(name, size=len(data), mode=BLOB_MODE, mtime=epoch) + data + pad(len(data)))
+        dst.write(b"\0" * (2 * BLOCK))
+        dst.write(b"\0" * (-dst.tell() % RECORD))  # whole records, as tar writes them
         dst.flush()
         os.fsync(dst.fileno())
     return Written(f"sha256:{manifest_digest}", f"sha256:{layer}", f"sha256:{config_digest}", disk_h.hexdigest(), tag)
 
 
-# --- reading back ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    """What is compared for one tar member (of the archive or of the layer)."""
-
-    name: str
-    kind: str  # file, dir, other
-    mode: int
-    uid: int
-    gid: int
-    uname: str
-    gname: str
-    mtime: int
-    size: int
-    sha256: str  # content of a regular file, "" otherwise
-    pax: tuple[str, ...]  # names of the pax records in its header
-
-
-@dataclass
-class Archive:
-    """An oci-archive as read back: members, the small blobs, the layer's entries, and what could not be read."""
-
-    path: Path
-    members: list[Member] = field(default_factory=list)
-    data: dict[str, bytes] = field(default_factory=dict)  # member name -> content, for small members
-    layers: dict[str, list[Member]] = field(default_factory=dict)  # layer digest -> its entries
-    problems: list[str] = field(default_factory=list)
-
-    def json(self, name: str) -> Any:
-        """The parsed JSON member ``name`` (None, and a problem noted, if absent or not JSON)."""
-        if name not in self.data:
-            self.problems.append(f"{self.path}: no {name} in the archive")
-            return None
-        try:
-            return json.loads(self.data[name])
-        except ValueError as exc:
-            self.problems.append(f"{self.path}: {name} is not JSON: {exc}")
-            return None
-
-    def blob_name(self, digest: object) -> str | None:
-        if not isinstance(digest, str) or not digest.startswith("sha256:") or not _HEX64.match(digest[7:]):
-            return None
-        return f"blobs/sha256/{digest[7:]}"
-
-
-class _Hashing:
-    """A read-only file wrapper that hashes everything read through it (the layer, while tarfile parses it)."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self.fh = fh
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.hash.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-
-def _member(ti: tarfile.TarInfo, digest: str) -> Member:
-    kind = "file" if ti.isreg() else "dir" if ti.isdir() else "other"
-    return Member(ti.name, kind, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname, int(ti.mtime), ti.size, digest,
-                  tuple(sorted(ti.pax_headers)))  # fmt: skip
-
-
-def _hash(fh: IO[bytes]) -> str:
-    h = hashlib.sha256()
-    while chunk := fh.read(_CHUNK):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_layer(fh: IO[bytes]) -> tuple[str, list[Member], str | None]:
-    """The layer's sha256 (every byte of the blob) and its entries, in one pass; an error if it is not a tar."""
-    reader = _Hashing(fh)
-    entries: list[Member] = []
-    error = None
-    try:
-        with tarfile.open(fileobj=reader, mode="r|") as layer:  # type: ignore[call-overload]
-            for ti in layer:
-                content = layer.extractfile(ti) if ti.isreg() else None
-                entries.append(_member(ti, _hash(content) if content else ""))
-    except tarfile.TarError as exc:
-        error = str(exc)
-    reader.drain()
-    return reader.hash.hexdigest(), entries, error
-
-
-def read_archive(path: Path) -> Archive:
-    """Read an oci-archive back: every member hashed, JSON members kept, each layer's entries listed."""
-    arc = Archive(Path(path))
-    try:
-        with tarfile.open(path, mode="r:") as tf:
-            infos = tf.getmembers()
-            small = {ti.name for ti in infos if ti.isreg() and ti.size <= _SMALL}
-            for ti in infos:
-                if ti.name in small:
-                    fh = tf.extractfile(ti)
-                    assert fh is not None
-                    arc.data[ti.name] = fh.read()
-            manifest_names = _manifest_blobs(arc)
-            layer_names = set()
-            for name in manifest_names:
-                doc = _loads(arc.data.get(name, b""))
-                for desc in doc.get("layers", []) if isinstance(doc, dict) else []:
-                    blob = arc.blob_name(desc.get("digest") if isinstance(desc, dict) else None)
-                    if blob:
-                        layer_names.add(blob)
-            for ti in infos:
-                digest = ""
-                if ti.name in arc.data:
-                    digest = hashlib.sha256(arc.data[ti.name]).hexdigest()
-                elif ti.isreg():
-                    fh = tf.extractfile(ti)
-                    assert fh is not None
-                    if ti.name in layer_names:
-                        digest, entries, error = _read_layer(fh)
-                        arc.layers[ti.name] = entries
-                        if error:
-                            arc.problems.append(f"{path}: layer {ti.name} is not a readable tar: {error}")
-                    else:
-                        digest = _hash(fh)
-                arc.members.append(_member(ti, digest))
-    except (OSError, tarfile.TarError) as exc:
-        arc.problems.append(f"{path}: not a readable tar archive: {exc}")
-    return arc
-
-
-def _loads(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _manifest_blobs(arc: Archive) -> list[str]:
-    """The blob names the index points at (read leniently; check() reports what is wrong with it)."""
-    index = _loads(arc.data.get("index.json", b""))
-    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-        return []
-    names = []
-    for desc in index["manifests"]:
-        name = arc.blob_name(desc.get("digest")) if isinstance(desc, dict) else None
-        if name:
-            names.append(name)
-    return names
-
-
 # --- checking --------------------------------------------------------------------------------------
-
-
-def _check_descriptor(arc: Archive, what: str, desc: Any, media_type: str) -> str | None:
-    """The blob name a descriptor points at, after checking it (problems go to ``arc.problems``)."""
-    p = arc.path
-    if not isinstance(desc, dict):
-        arc.problems.append(f"{p}: {what} is not a descriptor: {desc!r}")
-        return None
-    if desc.get("mediaType") != media_type:
-        arc.problems.append(f"{p}: {what} has mediaType {desc.get('mediaType')!r}, expected {media_type!r}")
-    name = arc.blob_name(desc.get("digest"))
-    if name is None:
-        arc.problems.append(f"{p}: {what} has no sha256 digest: {desc.get('digest')!r}")
-        return None
-    sizes = {m.size for m in arc.members if m.name == name}
-    if not sizes:
-        arc.problems.append(f"{p}: {what} points at {desc['digest']}, which the archive lacks")
-        return None
-    if desc.get("size") not in sizes:
-        arc.problems.append(f"{p}: {what} says size {desc.get('size')!r}, the blob {name} is {sizes.pop()} bytes")
-    return name
 
 
 def check_archive(path: Path, disk_sha256: set[str], *, arch: str | None = None) -> list[str]:
@@ -451,7 +250,7 @@ def check_archive(path: Path, disk_sha256: set[str], *, arch: str | None = None)
         arc.problems.append(f"{p}: index.json must have schemaVersion 2 and exactly one manifest")
         return arc.problems
     desc = manifests[0]
-    manifest_blob = _check_descriptor(arc, "index.json's manifest", desc, MANIFEST_MEDIA_TYPE)
+    manifest_blob = check_descriptor(arc, "index.json's manifest", desc, MANIFEST_MEDIA_TYPE)
     if isinstance(desc, dict):
         if not (desc.get("annotations") or {}).get(REF_NAME):
             arc.problems.append(f"{p}: index.json's manifest has no {REF_NAME} (the image's tag)")
@@ -465,12 +264,12 @@ def check_archive(path: Path, disk_sha256: set[str], *, arch: str | None = None)
         return arc.problems
     if manifest.get("schemaVersion") != 2 or manifest.get("mediaType") != MANIFEST_MEDIA_TYPE:
         arc.problems.append(f"{p}: the manifest is not an OCI image manifest (schemaVersion 2, {MANIFEST_MEDIA_TYPE})")
-    config_blob = _check_descriptor(arc, "the manifest's config", manifest.get("config"), CONFIG_MEDIA_TYPE)
+    config_blob = check_descriptor(arc, "the manifest's config", manifest.get("config"), CONFIG_MEDIA_TYPE)
     layers = manifest.get("layers")
     if not isinstance(layers, list) or len(layers) != 1:
         arc.problems.append(f"{p}: the manifest must list exactly one layer, found {layers!r}")
         return arc.problems
-    layer_blob = _check_descriptor(arc, "the manifest's layer", layers[0], LAYER_MEDIA_TYPE)
+    layer_blob = check_descriptor(arc, "the manifest's layer", layers[0], LAYER_MEDIA_TYPE)
     config = arc.json(config_blob) if config_blob else None
     if isinstance(config, dict):
         diff_ids = (config.get("rootfs") or {}).get("diff_ids")
@@ -500,29 +299,6 @@ def check_archive(path: Path, disk_sha256: set[str], *, arch: str | None = None)
 # --- comparing -------------------------------------------------------------------------------------
 
 
-def _member_changes(a: Member, b: Member) -> list[str]:
-    changes = []
-    for attr in ("kind", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "pax"):
-        va, vb = getattr(a, attr), getattr(b, attr)
-        if va != vb:
-            changes.append(f"{attr} {va:04o} != {vb:04o}" if attr == "mode" else f"{attr} {va!r} != {vb!r}")
-    if a.sha256 != b.sha256 and a.size == b.size:
-        changes.append("content differs at equal size")
-    return changes
-
-
-def _json_changes(a: Any, b: Any, path: str = "") -> list[str]:
-    """Leaf-by-leaf differences of two JSON documents (digests shortened)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _json_changes(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [c for i, (x, y) in enumerate(zip(a, b, strict=True)) for c in _json_changes(x, y, f"{path}[{i}]")]
-    return [] if a == b else [f"{path}: {json.dumps(a)[:80]} != {json.dumps(b)[:80]}"]
-
-
 def compare_archives(a: Path, b: Path) -> list[str]:
     """Sentences saying how two containerDisk archives differ: members, headers, JSON documents, the disk."""
     ra, rb = read_archive(Path(a)), read_archive(Path(b))
@@ -535,18 +311,19 @@ def compare_archives(a: Path, b: Path) -> list[str]:
                      if only_a or only_b else "members come in a different order")  # fmt: skip
     by_b = {m.name: m for m in rb.members}
     for m in ra.members:
-        if m.name in by_b and (changes := _member_changes(m, by_b[m.name])):
+        if m.name in by_b and (changes := member_changes(m, by_b[m.name])):
             notes.append(f"member {m.name}: {'; '.join(changes)}")
     for name in ("index.json", "oci-layout"):
         if name in ra.data and name in rb.data:
-            notes += [f"{name}: {c}" for c in _json_changes(_loads(ra.data[name]), _loads(rb.data[name]))]
-    for xa, xb in zip(_manifest_blobs(ra), _manifest_blobs(rb), strict=False):
-        ma, mb = _loads(ra.data.get(xa, b"")), _loads(rb.data.get(xb, b""))
-        notes += [f"manifest: {c}" for c in _json_changes(ma, mb)]
+            notes += [f"{name}: {c}" for c in json_changes(parse_json(ra.data[name]), parse_json(rb.data[name]))]
+    for xa, xb in zip(manifest_blobs(ra), manifest_blobs(rb), strict=False):
+        ma, mb = parse_json(ra.data.get(xa, b"")), parse_json(rb.data.get(xb, b""))
+        notes += [f"manifest: {c}" for c in json_changes(ma, mb)]
         ca = ra.blob_name(ma.get("config", {}).get("digest")) if isinstance(ma, dict) else None
         cb = rb.blob_name(mb.get("config", {}).get("digest")) if isinstance(mb, dict) else None
         if ca and cb:
-            notes += [f"config: {c}" for c in _json_changes(_loads(ra.data.get(ca, b"")), _loads(rb.data.get(cb, b"")))]
+            config_a, config_b = parse_json(ra.data.get(ca, b"")), parse_json(rb.data.get(cb, b""))
+            notes += [f"config: {c}" for c in json_changes(config_a, config_b)]
     disks: list[str] = []
     disk_differs = False
     for (la, ea), (lb, eb) in zip(sorted(ra.layers.items()), sorted(rb.layers.items()), strict=False):
@@ -557,7 +334,7 @@ def compare_archives(a: Path, b: Path) -> list[str]:
             other = eb_by.get(e.name)
             if other is None:
                 continue
-            if changes := _member_changes(e, other):
+            if changes := member_changes(e, other):
                 notes.append(f"layer entry /{e.name}: {'; '.join(changes)}")
             if e.kind == "file" and e.sha256 == other.sha256:
                 disks.append(f"layer entry /{e.name}: the disk inside is the same (sha256 {e.sha256}): "

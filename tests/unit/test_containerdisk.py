@@ -23,13 +23,12 @@ from nodeimage.formats.containerdisk import (
     CONTAINERDISK,
     DISK_MODE,
     DISK_UID,
-    LAYER_MEDIA_TYPE,
-    _header,
     check_archive,
     compare_archives,
     write_containerdisk,
 )
 from nodeimage.log import NodeimageError
+from nodeimage.ociarchive import LAYER_MEDIA_TYPE, tar_header
 from nodeimage.profiles import parse_formats
 
 EPOCH = 1609459200  # 2021-01-01T00:00:00Z
@@ -124,7 +123,7 @@ def test_the_epoch_and_the_tag_reach_the_bytes(disk: Path, tmp_path: Path, chang
 
 
 def test_a_disk_of_8_gib_or_more_gets_a_pax_size_record_and_nothing_else() -> None:
-    header = _header("blobs/sha256/" + "0" * 64, size=9 * 1024**3, mode=0o644, mtime=EPOCH)
+    header = tar_header("blobs/sha256/" + "0" * 64, size=9 * 1024**3, mode=0o644, mtime=EPOCH)
     ti = tarfile.TarInfo.frombuf(header[-tarfile.BLOCKSIZE :], "utf-8", "strict")
     assert len(header) == 3 * tarfile.BLOCKSIZE  # pax header, its record, the ustar header
     records = header[tarfile.BLOCKSIZE : 2 * tarfile.BLOCKSIZE].rstrip(b"\0")
