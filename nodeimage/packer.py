@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeimage.log import debug, die, info, warn
+from nodeimage.paths import PACKER_DIR
 from nodeimage.run import output, run, which
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = REPO_ROOT / "packer"
+TEMPLATE_DIR = PACKER_DIR
 QEMU_PLUGIN_VERSION = "1.1.0"
 PLUGINS_HCL = f"""packer {{
   required_plugins {{

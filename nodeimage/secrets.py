@@ -31,9 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from nodeimage.log import die
+from nodeimage.paths import DEFAULT_STATE_DIR  # where cluster directories live (re-exported)
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_STATE_DIR = REPO / "build" / "clusters"
 TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 CA_VALIDITY_DAYS = 3650

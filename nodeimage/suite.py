@@ -17,11 +17,10 @@ import yaml
 
 from nodeimage import nocloud, ssh, vm
 from nodeimage.log import die, step
+from nodeimage.paths import REPO_ROOT, SUITE_DIR
 from nodeimage.run import run
 from nodeimage.sshkey import generate_keypair
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SUITE_DIR = REPO_ROOT / "tests" / "acceptance"
 TEST_USER = "nodeimage-test"
 SSH_TIMEOUT_S = 900.0
 
