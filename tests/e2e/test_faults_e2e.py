@@ -1,8 +1,9 @@
 """Faults on a real build (issue 8): killed with SIGKILL mid-packer and mid-normalise, and two builds at once.
 
 After a SIGKILL nothing of the killed build can clean up: its packer and qemu run on (they have sessions
-of their own, so that Ctrl-C stops them in order), its loop mount stays. The next build of the profile
-must remove all of that and succeed. These builds share the e2e build's caches, so after the kill they
+of their own, so that Ctrl-C stops them in order), so do the programs it ran (mke2fs writing the new
+filesystem), and a loop mount it held stays (GPT bases). The next build of the profile must stop and
+remove all of that and succeed. These builds share the e2e build's caches, so after the kill they
 take their OS and stack layers from the cache and cost about a minute each.
 """
 
@@ -30,9 +31,9 @@ def _args(b: E2EBuild, out: Path, *extra: str) -> list[str]:
             *extra]  # fmt: skip
 
 
-def _kill_when(b: E2EBuild, env: dict[str, str], out: Path, marker: str, *extra: str, mounted: bool = False) -> str:
-    """Start a build, SIGKILL it (only the invoke process) once ``marker`` appears (and, with ``mounted``, once
-    its work directory has a mount); return what it printed."""
+def _kill_when(b: E2EBuild, env: dict[str, str], out: Path, marker: str, *extra: str, busy: bool = False) -> str:
+    """Start a build, SIGKILL it (only the invoke process) once ``marker`` appears (and, with ``busy``, once a
+    program of its own works in its work directory); return what it printed."""
     proc = subprocess.Popen(_args(b, out, *extra), cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
@@ -43,7 +44,7 @@ def _kill_when(b: E2EBuild, env: dict[str, str], out: Path, marker: str, *extra:
         if marker in line or time.monotonic() > deadline:
             break
     until = time.monotonic() + 30
-    while mounted and time.monotonic() < until and not any(mounts_under(w) for w in _work_dirs(out)):
+    while busy and time.monotonic() < until and not any(processes_using(w) for w in _work_dirs(out)):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -89,10 +90,12 @@ def test_sigkill_mid_packer_leaves_nothing_the_next_build_does_not_clean(
 def test_sigkill_mid_normalise_and_a_second_build_at_once(
     e2e_build: E2EBuild, e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """Killed while mke2fs writes the new filesystem: mke2fs runs on, orphaned, in the work directory."""
     out = _prepare(e2e_build, tmp_path)
-    _kill_when(e2e_build, e2e_env, out, "Extracting the files of", mounted=True)  # the OS layer's disk is mounted
+    _kill_when(e2e_build, e2e_env, out, "Making ext4 filesystem", busy=True)
     (stale,) = _work_dirs(out)
-    assert mounts_under(stale), "a build killed in normalise leaves its loop mount (this test would show nothing)"
+    orphans = processes_using(stale)
+    assert orphans, "a build killed in normalise leaves its mke2fs running (this test would show nothing)"
     logs: dict[str, str] = {}
 
     def run(name: str) -> None:
@@ -105,7 +108,8 @@ def test_sigkill_mid_normalise_and_a_second_build_at_once(
     first.join()
     both = logs["first"] + logs["second"]
     assert f"removing {stale}" in both
-    assert not mounts_under(stale) and not stale.exists() and not _work_dirs(out)
+    assert not stale.exists() and not _work_dirs(out) and not mounts_under(out)
+    assert not [p for p in orphans if Path(f"/proc/{p}").exists()], "the killed build's processes still run"
     assert "is running; waiting for it" in both  # the second waited instead of building beside the first
     assert "up to date" in logs["second"]
     subprocess.run(["qemu-img", "check", str(out / PROFILE / "node.qcow2")], check=True, capture_output=True)

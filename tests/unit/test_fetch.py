@@ -535,6 +535,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     "url",
     [f"https://127.0.0.1:{_closed_port()}/x/tool.tar.gz", "https://nodeimage-nonexistent.invalid/x/tool.tar.gz"],
+    ids=["refused", "does-not-resolve"],  # stable ids: the port differs between collections
 )
 def test_unreachable_upstream_fails_fast_with_mirror_hint(url: str, isolated: Path) -> None:
     started = time.monotonic()
