@@ -36,9 +36,11 @@ def write_seed_iso(
     network_config: dict | None = None,
 ) -> None:
     """Write a NoCloud seed ISO at ``path`` (mode 0600) from the three documents."""
-    if not user_data.startswith("#cloud-config\n") and not user_data.startswith("#!"):
+    # cloud-init's own headers: a cloud-config, a script, or a jinja template of either (as Cluster API writes)
+    body = user_data.removeprefix("## template: jinja\n")
+    if not body.startswith("#cloud-config\n") and not body.startswith("#!"):
         die(
-            "user-data must start with '#cloud-config' (or '#!' for a script)",
+            "user-data must start with '#cloud-config' (or '#!' for a script), optionally after '## template: jinja'",
             hint="render it with nodeimage.seed, which adds the header",
         )
     if "instance-id" not in meta_data:

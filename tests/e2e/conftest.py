@@ -23,6 +23,7 @@ from tests.standins.registry import push_images, running_registry
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = "k8s-1.17-debian12"
+CURRENT_PROFILE = "k8s-1.36-debian12"  # the current stack's e2e profile (test_current_stack_e2e, test_capi_e2e)
 # Base images are cached here between local runs (a fresh CI clone builds them once).
 E2E_ROOT = REPO / "build" / "e2e"
 
@@ -144,3 +145,34 @@ def e2e_build(
 def e2e_image(e2e_build: E2EBuild) -> Path:
     """The built e2e qcow2 (session-scoped: built once)."""
     return e2e_build.image
+
+
+@dataclass(frozen=True)
+class CurrentBuild:
+    out_root: Path
+    image: Path
+    log: Path
+    standins: StandIns
+
+
+@pytest.fixture(scope="session")
+def current_build(
+    standins: StandIns, e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> CurrentBuild:
+    """`invoke build --profile k8s-1.36-debian12` through the same mirror, registry and base as the classic e2e."""
+    out_root = tmp_path_factory.mktemp("out36")
+    base_cache = E2E_ROOT / "base"
+    base_cache.mkdir(parents=True, exist_ok=True)
+    (out_root / "base").symlink_to(base_cache)
+    log = out_root / "build.log"
+    args = [
+        "build", "--profile", CURRENT_PROFILE, f"--lock-file={standins.lock}", f"--mirror={standins.mirror}",
+        f"--registry-mirror={standins.registry}", f"--out={out_root}", "--formats=qcow2", "--suite-args=--standins",
+    ]  # fmt: skip
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n=== e2e (current stack): invoke {' '.join(args)}", flush=True)
+        proc = invoke(args, env=e2e_env, log=log, stream=True)
+    if proc.returncode != 0:
+        pytest.fail(f"current-stack build failed (exit code {proc.returncode}); log: {log}\n{proc.stdout[-6000:]}")
+    return CurrentBuild(out_root, out_root / CURRENT_PROFILE / "node.qcow2", log, standins)

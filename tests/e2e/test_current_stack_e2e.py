@@ -17,7 +17,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,42 +24,11 @@ import pytest
 from nodeimage import acceptance, cluster, clusterwait, ssh
 from nodeimage.profiles import load_profile
 from nodeimage.seedrender import ADMIN_USER
-from tests.e2e.conftest import E2E_ROOT, StandIns, invoke
+from tests.e2e.conftest import CURRENT_PROFILE as PROFILE
+from tests.e2e.conftest import CurrentBuild
 
 REPO = Path(__file__).resolve().parents[2]
-PROFILE = "k8s-1.36-debian12"
 pytestmark = pytest.mark.e2e
-
-
-@dataclass(frozen=True)
-class CurrentBuild:
-    out_root: Path
-    image: Path
-    log: Path
-    standins: StandIns
-
-
-@pytest.fixture(scope="module")
-def current_build(
-    standins: StandIns, e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> CurrentBuild:
-    """`invoke build --profile k8s-1.36-debian12` through the same mirror, registry and base as the classic e2e."""
-    out_root = tmp_path_factory.mktemp("out36")
-    base_cache = E2E_ROOT / "base"
-    base_cache.mkdir(parents=True, exist_ok=True)
-    (out_root / "base").symlink_to(base_cache)
-    log = out_root / "build.log"
-    args = [
-        "build", "--profile", PROFILE, f"--lock-file={standins.lock}", f"--mirror={standins.mirror}",
-        f"--registry-mirror={standins.registry}", f"--out={out_root}", "--formats=qcow2", "--suite-args=--standins",
-    ]  # fmt: skip
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print(f"\n=== e2e (current stack): invoke {' '.join(args)}", flush=True)
-        proc = invoke(args, env=e2e_env, log=log, stream=True)
-    if proc.returncode != 0:
-        pytest.fail(f"current-stack build failed (exit code {proc.returncode}); log: {log}\n{proc.stdout[-6000:]}")
-    return CurrentBuild(out_root, out_root / PROFILE / "node.qcow2", log, standins)
 
 
 TwoNodes = tuple[cluster.ClusterState, Path]
