@@ -351,7 +351,12 @@ def _copy_local(ctx: _Context, entry: LockEntry, src: Path, part: Path, algorith
 
 
 def parse_checksums(text: str, filename: str) -> str | None:
-    """The digest for ``filename`` in a SHA256SUMS-style list ("<hex>  <name>" or "<hex> *<name>")."""
+    """The digest for ``filename`` in a SHA256SUMS-style list ("<hex>  <name>" or "<hex> *<name>"), or in a
+    file beside it that holds the bare digest (dl.k8s.io's ``<binary>.sha256``, cri-tools' ``.sha256``)."""
+    bare = text.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{128}", bare):
+        algorithm = next(a for a, n in ALGORITHMS.items() if n == len(bare))
+        return f"{algorithm}:{bare.lower()}"
     found = set()
     for line in text.splitlines():
         m = re.match(r"^([0-9a-fA-F]{64}|[0-9a-fA-F]{128}) [ *](?:\./)?(.+?)\s*$", line)

@@ -602,3 +602,11 @@ def test_fetch_profile_takes_components_and_base_image(server: ServerState, tmp_
     profile.write_text(PROFILE.format(components=", ".join(f'{n}: "{v}"' for n, v in versions.items())))
     with pytest.raises(NodeimageError, match="crictl is locked at version '1.0' but '2.0' is expected"):
         fetch_profile(str(profile), lock_path=path, mirror=server.mirror)
+
+
+def test_a_file_holding_the_bare_digest_is_read_as_the_files_checksum() -> None:
+    """dl.k8s.io's <binary>.sha256 and cri-tools' .tar.gz.sha256 hold only the hex digest (no file name)."""
+    assert parse_checksums("AB" * 32 + "\n", "kubelet") == "sha256:" + "ab" * 32
+    assert parse_checksums("cd" * 64, "x") == "sha512:" + "cd" * 64
+    assert parse_checksums("ab" * 32 + "  kubelet\n" + "cd" * 32 + "  kubeadm\n", "kubeadm") == "sha256:" + "cd" * 32
+    assert parse_checksums("ab" * 31, "kubelet") is None
