@@ -3,12 +3,14 @@ base image, and `invoke` runs timed from a checkout. Nothing here asserts a timi
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +48,16 @@ def bench_setup(work: Path, base: Path | None = None) -> Iterator[Bench]:
     with running_registry(work / "registry") as url:
         push_images(images_dir(lock), url)
         yield Bench(work=work, lock=lock, mirror=mirror, registry=url, env=env)
+
+
+def bench_options(doc: str | None, prefix: str) -> tuple[argparse.Namespace, Path]:
+    """--keep DIR and --base DIR, the options every benchmark has; (options, work directory)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", type=Path, help="work directory to use and keep (default: a temporary one)")
+    parser.add_argument("--base", type=Path, default=REPO / "build" / "e2e" / "base",
+                        help="directory of base images to reuse (built there if missing)")  # fmt: skip
+    opts = parser.parse_args()
+    return opts, opts.keep or Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def link_base(out: Path, base: Path) -> None:

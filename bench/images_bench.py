@@ -17,13 +17,11 @@ network and cannot pull (the real one would pull ~200 MiB from registries), so t
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import PROFILE, REPO, bench_setup, invoke, link_base, manifest
+from common import PROFILE, REPO, bench_options, bench_setup, invoke, link_base, manifest
 
 import tests.standins.make_standins as standins
 from tests.standins.registry import push_images
@@ -48,12 +46,7 @@ def add_extra_image(lock: Path, images: Path, registry: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", type=Path, help="work directory to use and keep (default: a temporary one)")
-    parser.add_argument("--base", type=Path, default=REPO / "build" / "e2e" / "base",
-                        help="directory of base images to reuse (built there if missing)")  # fmt: skip
-    opts = parser.parse_args()
-    work = opts.keep or Path(tempfile.mkdtemp(prefix="nodeimage-images-bench-"))
+    opts, work = bench_options(__doc__, "nodeimage-images-bench-")
     with bench_setup(work) as b:
         extra_size = add_extra_image(b.lock, standins.images_dir(b.lock), b.registry)
         profile = yaml.safe_load((REPO / "profiles" / f"{PROFILE}.yaml").read_text())

@@ -17,11 +17,7 @@ Targets (printed, never asserted): last-layer change <= 40 % of the full build; 
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from common import PROFILE, REPO, bench_setup, copy_checkout, invoke, link_base, manifest
+from common import PROFILE, bench_options, bench_setup, copy_checkout, invoke, link_base, manifest
 
 CHANGES = {
     "last layer": "provision/node/10-install.sh",
@@ -30,12 +26,7 @@ CHANGES = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", type=Path, help="work directory to use and keep (default: a temporary one)")
-    parser.add_argument("--base", type=Path, default=REPO / "build" / "e2e" / "base",
-                        help="directory of base images to reuse (built there if missing)")  # fmt: skip
-    opts = parser.parse_args()
-    work = opts.keep or Path(tempfile.mkdtemp(prefix="nodeimage-layers-bench-"))
+    opts, work = bench_options(__doc__, "nodeimage-layers-bench-")
     with bench_setup(work) as b:
         checkout = copy_checkout(work / "checkout")
         out = work / "out"

@@ -102,11 +102,12 @@ def exclusive(config: BuildConfig) -> Iterator[None]:
 
 def remove_stale_work_dirs(config: BuildConfig) -> None:
     """Remove what killed builds of this profile left (their process is gone; we hold the profile's lock)."""
-    from nodeimage.outputs import WORK_RE, pid_alive
+    from nodeimage.outputs import WORK_RE
+    from nodeimage.procs import is_running
 
     for work in config.out_root.glob(f".work-{config.profile.name}-*"):
         match = WORK_RE.match(work.name)
-        if match and match["profile"] == config.profile.name and not pid_alive(int(match["pid"])):
+        if match and match["profile"] == config.profile.name and not is_running(int(match["pid"])):
             info(f"removing {work}, left by a build that did not finish (pid {match['pid']} is gone)")
             remove_work_dir(work)
 

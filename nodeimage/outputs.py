@@ -15,7 +15,6 @@ so ``NODEIMAGE_CACHE`` pointing at a directory that holds other things is safe.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from nodeimage.fsutil import remove_work_dir
 from nodeimage.log import die
 from nodeimage.paths import REPO_ROOT
+from nodeimage.procs import is_running
 
 MARKER = ".nodeimage-output"
 MARKER_TEXT = "This directory was created by nodeimage for build outputs; `invoke clean` may empty it.\n"
@@ -59,23 +59,13 @@ class CleanReport:
     kept: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _what(child: Path) -> str | None:
     """What nodeimage output ``child`` is, or None when it is not one."""
     if child.is_symlink():
         return None
     work = WORK_RE.match(child.name)
     if work and child.is_dir():
-        return None if pid_alive(int(work["pid"])) else "the work directory of an interrupted build"
+        return None if is_running(int(work["pid"])) else "the work directory of an interrupted build"
     if child.is_dir() and any((child / name).is_file() for name in BUILD_FILES):
         return "a build"
     if child.is_dir() and child.name == "base" and any(child.glob("*.qcow2")):

@@ -10,12 +10,10 @@ the pod-CIDR patch (data, see :class:`PodCidrPatch`) and nothing else.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
-from nodeimage.log import die
+from nodeimage.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -95,28 +93,11 @@ def find(manifest: Any, kind: str, name: str) -> dict[str, Any] | None:
     return None
 
 
-_REGISTRY: dict[str, Cni] = {}
-
-
-def register(cni: Cni) -> Cni:
-    if cni.name in _REGISTRY:
-        raise ValueError(f"CNI {cni.name!r} registered twice")
-    _REGISTRY[cni.name] = cni
-    return cni
-
-
-def _load_all() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
-
-
-def names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+_UNITS: Registry[Cni] = Registry("CNI", __name__, __path__)
+register = _UNITS.register
+names = _UNITS.names
 
 
 def get(name: str) -> Cni:
-    _load_all()
-    if name not in _REGISTRY:
-        die(f"unknown CNI {name!r}", hint=f"known CNIs: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    """The CNI ``name``; die listing the known ones."""
+    return _UNITS.get(name)

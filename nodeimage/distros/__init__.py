@@ -8,11 +8,10 @@ calls :func:`register`, plus its tests; nothing else in the pipeline changes.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 
 from nodeimage.log import die
+from nodeimage.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -63,29 +62,11 @@ class Distro:
         return [r.codename for r in self.releases]
 
 
-_REGISTRY: dict[str, Distro] = {}
-
-
-def register(distro: Distro) -> Distro:
-    if distro.name in _REGISTRY:
-        raise ValueError(f"distribution {distro.name!r} registered twice")
-    _REGISTRY[distro.name] = distro
-    return distro
-
-
-def _load_all() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
-
-
-def names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+_UNITS: Registry[Distro] = Registry("distribution", __name__, __path__)
+register = _UNITS.register
+names = _UNITS.names
 
 
 def get(name: str) -> Distro:
     """The distribution ``name``; die listing the known ones."""
-    _load_all()
-    if name not in _REGISTRY:
-        die(f"unknown distribution {name!r}", hint=f"known distributions: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return _UNITS.get(name)

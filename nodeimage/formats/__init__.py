@@ -10,14 +10,13 @@ iterate this registry: a new format is one module here and its tests.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nodeimage.log import die
+from nodeimage.registry import Registry
 
 if TYPE_CHECKING:
     from nodeimage.config import BuildConfig
@@ -61,26 +60,14 @@ class Format:
             report.detail[rec.path] = text.strip()
 
 
-_REGISTRY: dict[str, Format] = {}
-
-
-def register(fmt: Format) -> Format:
-    if fmt.name in _REGISTRY:
-        raise ValueError(f"format {fmt.name!r} registered twice")
-    _REGISTRY[fmt.name] = fmt
-    return fmt
-
-
-def _load_all() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
+_UNITS: Registry[Format] = Registry("output format", __name__, __path__)
+register = _UNITS.register
 
 
 def all_formats() -> list[Format]:
     """Every format, in the order a build writes them (each after the ones it needs)."""
-    _load_all()
     ordered: list[Format] = []
-    pending = sorted(_REGISTRY.values(), key=lambda f: (not f.always, f.name))
+    pending = sorted(_UNITS.load().values(), key=lambda f: (not f.always, f.name))
     while pending:
         ready = [f for f in pending if all(a in {o.name for o in ordered} for a in f.after if a != f.name)]
         if not ready:
@@ -96,10 +83,8 @@ def selectable() -> list[str]:
 
 
 def get(name: str) -> Format:
-    _load_all()
-    if name not in _REGISTRY:
-        die(f"unknown output format {name!r}", hint=f"known formats: {', '.join(selectable())}")
-    return _REGISTRY[name]
+    """The format ``name``; die listing the ones a profile may name."""
+    return _UNITS.get(name, known=selectable())
 
 
 def resolve(names: Sequence[str]) -> tuple[Format, ...]:

@@ -15,13 +15,12 @@ they know nothing about stacks (see nodeimage.stage).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodeimage.log import die
+from nodeimage.registry import Registry
 
 if TYPE_CHECKING:
     from nodeimage.nodespec import NodeSpec
@@ -212,41 +211,22 @@ class Stack:
         return len(parts) == 3 and parts[0] == "1" and parts[1] == str(self.kubernetes_minor)
 
 
-_REGISTRY: dict[str, Stack] = {}
-
-
-def register(stack: Stack) -> Stack:
-    if stack.name in _REGISTRY:
-        raise ValueError(f"stack {stack.name!r} registered twice")
-    _REGISTRY[stack.name] = stack
-    return stack
-
-
-def _load_all() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
-
-
-def names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+_UNITS: Registry[Stack] = Registry("stack", __name__, __path__)
+register = _UNITS.register
+names = _UNITS.names
 
 
 def get(name: str) -> Stack:
     """The stack ``name``; die listing the known ones."""
-    _load_all()
-    if name not in _REGISTRY:
-        die(f"unknown stack {name!r}", hint=f"known stacks: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return _UNITS.get(name)
 
 
 def for_version(version: str) -> Stack:
     """The stack whose Kubernetes minor is ``version``'s (for seeds given a version, not a profile)."""
-    _load_all()
-    for stack in _REGISTRY.values():
+    for stack in _UNITS.load().values():
         if stack.supports_version(version):
             return stack
-    minors = ", ".join(f"1.{s.kubernetes_minor}" for s in _REGISTRY.values())
+    minors = ", ".join(f"1.{s.kubernetes_minor}" for s in _UNITS.load().values())
     die(f"no stack for Kubernetes {version!r}", hint=f"nodeimage's stacks cover Kubernetes {minors}")
 
 
