@@ -255,11 +255,14 @@ def clean(c: Context, out: str = "build", cache: bool = False) -> None:
     }
 )
 def test(c: Context, fast: bool = False, pytest_args: str = "") -> None:
-    """Run the test suite: linters, unit, integration and (unless --fast) the e2e build and boot."""
+    """Run the test suite: linters, unit, integration and (unless --fast) the e2e builds and boots."""
     import sys
 
-    marker = "-m 'not e2e'" if fast else ""
-    c.run(f"{sys.executable} -m pytest -v -rs --durations=15 {marker} {pytest_args}", echo=True, pty=False)
+    pytest = f"{sys.executable} -m pytest -rs --durations=15"
+    # first what can spread over the cores, then the e2e tests, which share their builds (one process)
+    c.run(f"{pytest} -m 'not e2e' {pytest_args}", echo=True, pty=False)
+    if not fast:
+        c.run(f"{pytest} -v -m e2e {pytest_args}", echo=True, pty=False)
 
 
 @task(

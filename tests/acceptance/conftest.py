@@ -42,15 +42,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--booted", action="store_true", help="the image is running (ssh), not an un-booted tree (chroot)")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """One process: the suite runs against one image or a few nodes, in order (the project's pytest settings
-    spread other test runs over the cores with pytest-xdist)."""
-    if hasattr(config.option, "numprocesses"):
-        config.option.numprocesses = 0
-        config.option.dist = "no"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "booted_only: needs a running image (modules loaded, services active)")
     config.addinivalue_line("markers", "unbooted_only: checks state that a first boot legitimately regenerates")

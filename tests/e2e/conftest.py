@@ -89,14 +89,6 @@ def invoke(
     return subprocess.CompletedProcess(cmd, rc, "".join(lines), "")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every e2e test in one xdist group: one worker runs them all, so the session's builds are made once."""
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-
-
 @pytest.fixture(scope="session")
 def standins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIns]:
     """Stand-in artifacts in a mirror directory, and stand-in images in a real registry on the loopback."""
