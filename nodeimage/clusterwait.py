@@ -39,15 +39,27 @@ def wait_ready(state: ClusterState, *, ssh_timeout: float = 900, bootstrap_timeo
     state.save()
 
 
+def status_script(success: str = SUCCESS, failure: str = FAILURE) -> str:
+    """The shell program that tells a node's first-boot state, run on the node as root.
+
+    cloud-init's state is read *before* the markers: runcmd waits for the
+    bootstrap, so when cloud-init was already finished, the markers are final.
+    Reading the markers first raced: the bootstrap and cloud-init could both
+    finish during the seconds `cloud-init status` takes on a slow guest, and a
+    node that had just succeeded was reported as never run.
+    """
+    return (
+        "ci=$(cloud-init status --long 2>/dev/null || true); "  # exits 1 on error: not an SSH failure
+        f"if [ -e {success} ]; then echo ok; "
+        f"elif [ -e {failure} ]; then echo failed; cat {failure}; "
+        "elif printf '%s\\n' \"$ci\" | grep -Eq '^status: (done|error)'; then echo not-run; printf '%s\\n' \"$ci\"; "
+        "else echo running; fi; exit 0"
+    )
+
+
 def bootstrap_status(state: ClusterState, node: NodeState) -> tuple[str, str]:
     """("ok" | "failed" | "running" | "not-run", detail) for one node's first boot."""
-    script = (
-        f"if [ -e {SUCCESS} ]; then echo ok; "
-        f"elif [ -e {FAILURE} ]; then echo failed; cat {FAILURE}; "
-        "elif cloud-init status 2>/dev/null | grep -Eq 'status: (done|error)'; then echo not-run; "
-        "cloud-init status --long 2>/dev/null; "
-        "else echo running; fi; exit 0"  # `cloud-init status` exits 1 on error: not an SSH failure
-    )
+    script = status_script()
     try:
         proc = ssh_run(node.vm, ADMIN_USER, state.ssh_key, ["sudo", "sh", "-c", script], check=False, timeout=60)
     except NodeimageError:  # timed out: a slow guest
