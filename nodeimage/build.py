@@ -11,7 +11,6 @@ at once: the second waits for the first.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import resource
@@ -25,7 +24,7 @@ from nodeimage import __version__, accel, generalise, packer
 from nodeimage import fetch as fetchmod
 from nodeimage.config import BuildConfig, make_config
 from nodeimage.disk.normalise import is_gpt, open_tree
-from nodeimage.fsutil import atomic_write, file_sha256, remove_work_dir
+from nodeimage.fsutil import atomic_write, file_sha256, held_exclusively, remove_work_dir
 from nodeimage.images import bake, check_registry_mirror, stage_images
 from nodeimage.layercache import LayerCache
 from nodeimage.layers import layer_keys, run_chroot_layers, run_os_layer
@@ -84,20 +83,12 @@ def up_to_date(out_dir: Path, digest: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def exclusive(config: BuildConfig) -> Iterator[None]:
+def exclusive(config: BuildConfig) -> contextlib.AbstractContextManager[None]:
     """One build of a profile into an output directory at a time; the second waits for the first."""
-    lock = config.out_root / f".{config.profile.name}.build.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info(f"another build of {config.profile.name} into {config.out_root} is running; waiting for it")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    name, root = config.profile.name, config.out_root
+    return held_exclusively(
+        root / f".{name}.build.lock", lambda: info(f"another build of {name} into {root} is running; waiting for it")
+    )
 
 
 def remove_stale_work_dirs(config: BuildConfig) -> None:

@@ -15,12 +15,11 @@ The same directory holds the image staging (``images/``), the layer cache
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
+from nodeimage.fsutil import held_exclusively
 from nodeimage.lock import LockEntry
 from nodeimage.log import info, warn
 from nodeimage.transfer import _hash_file
@@ -51,20 +50,9 @@ def part_path(cache: Path, entry: LockEntry) -> Path:
 
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path, label: str) -> Iterator[None]:
+def _exclusive(path: Path, label: str) -> contextlib.AbstractContextManager[None]:
     """Serialise downloads of one file between nodeimage processes sharing a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info(f"{label}: another nodeimage process is downloading it; waiting")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return held_exclusively(path, lambda: info(f"{label}: another nodeimage process is downloading it; waiting"))
 
 
 

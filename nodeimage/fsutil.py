@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -30,6 +31,25 @@ def atomic_path(final: Path, mode: int | None = None) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def held_exclusively(path: Path, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing); call ``on_wait`` first if another holds it.
+
+    The kernel drops the lock when the holder dies, so a killed process never leaves it held.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write(final: Path, data: bytes | str, mode: int = 0o644) -> None:

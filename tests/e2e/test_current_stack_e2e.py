@@ -13,53 +13,28 @@ first boot for this stack, not Kubernetes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nodeimage import acceptance, cluster, clusterwait, ssh
-from nodeimage.profiles import load_profile
+from nodeimage import cluster, ssh
 from nodeimage.seedrender import ADMIN_USER
+from tests.e2e import twonodes
 from tests.e2e.conftest import CURRENT_PROFILE as PROFILE
 from tests.e2e.conftest import CurrentBuild
+from tests.e2e.twonodes import TwoNodes
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-TwoNodes = tuple[cluster.ClusterState, Path]
 
 
 @pytest.fixture(scope="module")
 def two_nodes(current_build: CurrentBuild, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
-    prof = load_profile(PROFILE)
-    state_dir = tmp_path_factory.mktemp("clusters36")
-    state = cluster.start(
-        cluster="e2e36",
-        image=current_build.image,
-        workers=1,
-        kubernetes_version=prof.kubernetes.version,
-        pod_cidr=prof.kubernetes.pod_cidr,
-        service_cidr=prof.kubernetes.service_cidr,
-        state_dir=state_dir,
-        cpus=2,
-        memory_mib=2048,  # kubeadm 1.36's preflight wants 1700 MB on a control plane (checks_linux.go MemCheck)
-        outbound=False,
-        image_repository=prof.kubernetes.image_repository,
-    )
-    try:
-        cp, worker = state.nodes
-        for node in state.nodes:
-            ssh.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
-        clusterwait.wait_bootstrap(state, cp, timeout=1200)
-        clusterwait.wait_bootstrap(state, worker, timeout=1200)
-        yield state, state_dir
-    finally:
-        cluster.stop_all(state)
+    # kubeadm 1.36's preflight wants 1700 MB on a control plane (checks_linux.go MemCheck)
+    with twonodes.two_nodes(
+        "e2e36", current_build.image, PROFILE, tmp_path_factory.mktemp("clusters36"), memory_mib=2048
+    ) as nodes:
+        yield nodes
 
 
 def test_build_ran_the_image_suite_for_the_current_stack(current_build: CurrentBuild) -> None:
@@ -92,23 +67,6 @@ def test_crio_serves_the_kata_shim_handler(two_nodes: TwoNodes) -> None:
 
 
 def test_first_boot_layer_passes_on_both_nodes(two_nodes: TwoNodes, current_build: CurrentBuild, tmp_path: Path):
-    state, state_dir = two_nodes
-    report = tmp_path / "firstboot36.xml"
-    cmd, env = acceptance.acceptance_command(
-        hosts=[],
-        cluster="e2e36",
-        state_dir=state_dir,
-        standins=True,
-        python=sys.executable,
-        paths=[REPO / "tests" / "acceptance" / "test_firstboot.py"],
-        extra=[f"--junitxml={report}", "-p", "no:cacheprovider", f"--nodeimage-profile={PROFILE}",
-               f"--nodeimage-lock={current_build.standins.lock}"],  # fmt: skip
+    twonodes.run_firstboot_suite(
+        two_nodes, profile=PROFILE, lock=current_build.standins.lock, report=tmp_path / "firstboot36.xml"
     )
-    env.pop("NODEIMAGE_KUBECONFIG", None)  # stand-ins: no API server to ask
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
-    suite = ET.parse(report).getroot()
-    suite = suite if suite.tag == "testsuite" else suite[0]
-    tests, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
-    assert int(suite.get("failures", 0)) == 0 and int(suite.get("errors", 0)) == 0
-    assert tests - skipped >= 12, proc.stdout[-4000:]
