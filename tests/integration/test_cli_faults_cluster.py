@@ -13,17 +13,17 @@ fake because it rejects the ``-pidfile`` argument.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.fakeqemu import interpreter_named_qemu, wait_exec
 
 REPO = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only or a full tmpfs needs root")
@@ -67,22 +67,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _wait_exec(pid: int, program: str) -> None:
-    """Until exec, /proc/<pid>/cmdline is still the parent's: wait, or `down` would rightly not know the process."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == os.fsencode(program):
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"pid {pid} did not exec {program}")
-
-
 @pytest.fixture(scope="module")
 def fake_qemu_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fakeqemu") / "qemu-system-x86_64"
-    shutil.copy(os.path.realpath(sys.executable), path)
-    return path
+    return interpreter_named_qemu(tmp_path_factory.mktemp("fakeqemu"))
 
 
 class World:
@@ -104,7 +91,7 @@ class World:
     def spawn(self, argv: list[str], pidfile: Path) -> subprocess.Popen[bytes]:
         """Start a process and write its pid into ``pidfile``, as qemu would."""
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait_exec(proc.pid, argv[0])
+        wait_exec(proc.pid, argv[0])
         self.procs.append(proc)
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{proc.pid}\n")

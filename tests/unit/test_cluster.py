@@ -8,14 +8,9 @@ the ``-pidfile`` argument.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +19,7 @@ import pytest
 from nodeimage import acceptance, cluster, privnet, seed, vm
 from nodeimage.log import NodeimageError
 from nodeimage.procs import is_running, read_pidfile
+from tests.fakeqemu import interpreter_named_qemu, wait_exec
 
 K8S = {"kubernetes_version": "v1.17.17", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12"}
 
@@ -86,23 +82,10 @@ def _state(tmp_path: Path, pid: int = 999_999_999) -> cluster.ClusterState:
     )
 
 
-def _wait_exec(pid: int, program: str) -> None:
-    """Until exec, /proc/<pid>/cmdline is still the parent's: wait, or `down` would rightly not know the process."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == os.fsencode(program):
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"pid {pid} did not exec {program}")
-
-
 @pytest.fixture(scope="module")
 def fake_qemu_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the Python interpreter named like qemu: /proc/<pid>/cmdline then reads as a qemu's."""
-    path = tmp_path_factory.mktemp("fakeqemu") / "qemu-system-x86_64"
-    shutil.copy(os.path.realpath(sys.executable), path)
-    return path
+    return interpreter_named_qemu(tmp_path_factory.mktemp("fakeqemu"))
 
 
 @pytest.fixture
@@ -112,7 +95,7 @@ def spawn() -> Iterator[object]:
 
     def start(argv: list[str], pidfile: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait_exec(proc.pid, argv[0])
+        wait_exec(proc.pid, argv[0])
         procs.append(proc)
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{proc.pid}\n")
