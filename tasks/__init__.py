@@ -3,6 +3,9 @@
 Run `invoke --list` for the tasks and `invoke --help <task>` for their options. The tasks live in three
 modules (images, clusters, dev) and are all at the top level here: `invoke build`, not `invoke images.build`.
 Every task has --debug and --json and turns errors into one message (nodeimage.cli.task).
+
+Each task: typed options, a docstring whose first line reads well in `invoke --list`, help={...} for
+every option, and a body that calls one library function (imported there, so `invoke --list` stays fast).
 """
 
 from invoke import Collection

@@ -1,8 +1,4 @@
-"""The cluster tasks: seeds for nodes, local clusters of VMs booted from an image, and the acceptance suite.
-
-Each task: typed options, a docstring whose first line reads well in `invoke --list`, help={...} for
-every option, and a body that calls one library function (imported there, so `invoke --list` stays fast).
-"""
+"""The cluster tasks: seeds for nodes, local clusters of VMs booted from an image, and the acceptance suite."""
 
 from __future__ import annotations
 

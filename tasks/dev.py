@@ -1,8 +1,4 @@
-"""The project's own tasks: its tests and its benchmarks.
-
-Each task: typed options, a docstring whose first line reads well in `invoke --list`, help={...} for
-every option, and a body that calls one library function (imported there, so `invoke --list` stays fast).
-"""
+"""The project's own tasks: its tests and its benchmarks."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The image tasks: a base disk, the lock, fetching, building, checking and comparing node images.
-
-Each task: typed options, a docstring whose first line reads well in `invoke --list`, help={...} for
-every option, and a body that calls one library function (imported there, so `invoke --list` stays fast).
-"""
+"""The image tasks: a base disk, the lock, fetching, building, checking and comparing node images."""
 
 from __future__ import annotations
 
