@@ -7,7 +7,6 @@ becomes one message and an exit code; a traceback only with --debug.
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 import os
@@ -19,6 +18,7 @@ from invoke import Context, Exit
 from invoke import task as invoke_task
 
 from nodeimage.log import NodeimageError, debug_enabled, event
+from nodeimage.userpaths import os_error_fix
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,24 +37,12 @@ def _switches(c: Context | None, debug: bool, json: bool) -> None:
         os.environ["NODEIMAGE_JSON"] = "1"
 
 
-_OS_HINTS = {
-    errno.ENOSPC: "the filesystem is full: free space there, or point --out / NODEIMAGE_CACHE elsewhere",
-    errno.EROFS: "the filesystem is read-only: choose a writable directory",
-    errno.EACCES: "permission denied: fix the permissions or choose another path",
-    errno.EPERM: "not permitted: run as the right user (root for image builds) or choose another path",
-    errno.EISDIR: "a directory is where a file was expected: give a file's path",
-    errno.ENOTDIR: "a file is where a directory was expected: give a directory",
-    errno.ENOENT: "it does not exist: check the path",
-    errno.EEXIST: "it already exists: remove it or choose another path",
-}
-
-
 def os_error(exc: OSError) -> tuple[str, str]:
     """One sentence for an OS error: the path(s), the reason, and what to do."""
     paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
     reason = exc.strerror or str(exc)
     message = f"{paths}: {reason}" if paths else reason
-    return message, _OS_HINTS.get(exc.errno or 0, "rerun with --debug for the traceback")
+    return message, os_error_fix(exc) or "rerun with --debug for the traceback"
 
 
 def int_option(name: str, value: str, *, minimum: int = 0, default: int | None = None) -> int | None:

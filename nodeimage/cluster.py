@@ -33,12 +33,13 @@ from nodeimage import vm
 from nodeimage.clusterstate import ClusterState, NodeState, StateFileError, down_command
 from nodeimage.clusterwait import wait_ready
 from nodeimage.log import die, info, step, warn
-from nodeimage.nodespec import API_PORT, NodeSpec, cluster_params, os_errors
+from nodeimage.nodespec import API_PORT, NodeSpec, cluster_params
 from nodeimage.privnet import hub_from_pidfile, start_private_net, stop_private_net
 from nodeimage.procs import describe_process, is_running
 from nodeimage.secrets import cluster_dir, create_cluster
 from nodeimage.seed import seed_node
 from nodeimage.sshkey import generate_keypair
+from nodeimage.userpaths import os_errors
 
 DEFAULT_NETWORK = "192.168.100.0/24"
 FIRST_HOST = 10  # control plane .10, workers .11, .12, ...

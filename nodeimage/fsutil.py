@@ -156,26 +156,6 @@ def remove_work_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def read_user_file(path: Path, what: str, hint: str) -> str:
-    """The text of a file the user named; one error naming it, what it should be and what to do otherwise."""
-    path = Path(path)
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        problem = "does not exist"
-    except IsADirectoryError:
-        problem = "is a directory"
-    except PermissionError:
-        problem = "cannot be read (permission denied)"
-    except UnicodeDecodeError:
-        problem = "is not a text file"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc})"
-    from nodeimage.log import die
-
-    die(f"{what} {path} {problem}", hint=hint)
-
-
 def check_writable_dir(path: Path, what: str, *, output_root: bool = False) -> None:
     """``path`` exists (or can be created) and a file can be written in it; die naming it otherwise.
 

@@ -21,11 +21,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from nodeimage.fsutil import atomic_write, read_user_file
+from nodeimage.fsutil import atomic_write
 from nodeimage.lockmodel import ALGORITHMS, CHECKSUM_SOURCES, TOFU, ImageEntry, Lock, LockEntry
 from nodeimage.log import die
 from nodeimage.paths import DEFAULT_LOCK
 from nodeimage.refs import IMAGE_REF_RE
+from nodeimage.userpaths import read_user_file
 
 __all__ = [
     "ALGORITHMS",
@@ -221,10 +222,19 @@ class _Checker:
         return Lock(path=self.path, entries=tuple(entries), images=tuple(image_entries))
 
 
+LOCK_FILE_LIMIT = 16 * 1024 * 1024  # a lock is text of a few KiB per entry; more is not a lock file
+
+
 def load_lock(path: Path = DEFAULT_LOCK) -> Lock:
     """Read and validate a lock file; any problem is one error naming file, key and value."""
     path = Path(path)
-    text = read_user_file(path, "the lock file", "give its path with --lock-file (default artifacts.lock.yaml)")
+    text = read_user_file(
+        path,
+        what="the lock file",
+        option="--lock-file",
+        hint="give its path with --lock-file (default artifacts.lock.yaml)",
+        limit=LOCK_FILE_LIMIT,
+    )
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -43,7 +43,6 @@ from nodeimage.nodespec import (
     NodeSpec,
     cluster_params,
     node_interface,
-    os_errors,
     parse_cidr,
     parse_endpoint,
     parse_ip,
@@ -59,6 +58,7 @@ from nodeimage.secrets import (
     validate_token,
 )
 from nodeimage.seedrender import RenderedSeed, meta_data, render
+from nodeimage.userpaths import os_errors
 
 SEED_FILES = ("user-data", "meta-data", "network-config", "seed.iso")
 # An ISO of a seed is ~400 KiB; when xorriso fails with less than this free, the filesystem was full.
