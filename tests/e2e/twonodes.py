@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nodeimage import acceptance, cluster, clusterwait, ssh
+from nodeimage import acceptance, cluster, clusterwait
 from nodeimage.profiles import load_profile
-from nodeimage.seedrender import ADMIN_USER
 
 REPO = Path(__file__).resolve().parents[2]
 TwoNodes = tuple[cluster.ClusterState, Path]  # the running cluster and its state directory
@@ -39,12 +38,7 @@ def two_nodes(name: str, image: Path, profile: str, state_dir: Path, *, memory_m
         image_repository=prof.kubernetes.image_repository,
     )
     try:
-        cp, worker = state.nodes
-        for node in state.nodes:
-            ssh.wait_for_ssh(node.vm, user=ADMIN_USER, key=state.ssh_key, timeout=1500)
-        clusterwait.wait_bootstrap(state, cp, timeout=1200)
-        clusterwait.wait_bootstrap(state, worker, timeout=1200)
-        clusterwait.copy_kubeconfig(state, cp)
+        clusterwait.wait_ready(state, ssh_timeout=1500, bootstrap_timeout=1200)  # as `invoke up` waits
         yield state, state_dir
     finally:
         cluster.stop_all(state)
